@@ -1,0 +1,85 @@
+"""Command line: `python -m metaal data [--data-root DIR] [--download]`."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+from metaal.data.datasets import DATA_ROOT_ENV, DATASETS, DOWNLOADABLE, load_dataset, resolve_data_root
+from metaal.errors import DataError
+
+
+def verify_checksums(root: Path) -> list[str]:
+    """Problems found against root/SHA256SUMS ('<sha256>  <relative path>' lines), if present."""
+    sums = root / "SHA256SUMS"
+    if not sums.is_file():
+        return []
+    problems = []
+    for line in sums.read_text().splitlines():
+        if not line.strip():
+            continue
+        expected, rel = line.split(maxsplit=1)
+        path = root / rel.lstrip("*")
+        if not path.is_file():
+            problems.append(f"{path}: listed in SHA256SUMS but missing")
+            continue
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != expected:
+            problems.append(f"{path}: sha256 does not match SHA256SUMS (corrupt or replaced); "
+                            "copy it again from the shared data folder")
+    return problems
+
+
+def cmd_data(args) -> int:
+    try:
+        root = resolve_data_root(args.data_root)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    names = args.names or list(DATASETS)
+    print(f"data root: {root}")
+    print(f"{'dataset':<24}{'train':>8}{'test':>8}{'classes':>9}  {'input shape':<14}status")
+    failures = 0
+    for name in names:
+        try:
+            ds = load_dataset(name, root, download=args.download and name in DOWNLOADABLE)
+        except (DataError, ValueError) as e:
+            failures += 1
+            print(f"{name:<24}{'-':>8}{'-':>8}{'-':>9}  {'-':<14}FAILED: {e}")
+            continue
+        shape = "x".join(map(str, ds.input_shape))
+        print(f"{name:<24}{len(ds.train):>8}{len(ds.test):>8}{ds.num_classes:>9}  {shape:<14}ok")
+    problems = verify_checksums(root)
+    for p in problems:
+        print(f"checksum: {p}")
+    if failures or problems:
+        print(f"{failures} dataset(s) failed to load, {len(problems)} checksum problem(s)", file=sys.stderr)
+        return 1
+    print(f"all {len(names)} datasets load" + (", checksums match SHA256SUMS" if (root / "SHA256SUMS").is_file() else ""))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m metaal", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    data = sub.add_parser("data", help="list the datasets in the data root and check that each loads")
+    data.add_argument("names", nargs="*", help=f"datasets to check (default: all of {', '.join(DATASETS)})")
+    data.add_argument("--data-root", help=f"folder holding the dataset files (default: ${DATA_ROOT_ENV})")
+    data.add_argument("--download", action="store_true",
+                      help=f"let torchvision fetch {', '.join(DOWNLOADABLE)} into the data root (needs a network)")
+    args = parser.parse_args(argv)
+    if args.command == "data":
+        unknown = [n for n in args.names if n not in DATASETS]
+        if unknown:
+            parser.error(f"unknown dataset(s) {unknown}; known: {', '.join(DATASETS)}")
+        return cmd_data(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""Real datasets and the episodic class-subset tasks sampled from them."""
+
+from metaal.data.datasets import DATASETS, Dataset, Part, load_dataset, make_dataset, resolve_data_root
+from metaal.data.episodes import ClassSplit, Episode, EpisodeSampler, EpisodeSpec, split_classes
+
+__all__ = [
+    "DATASETS", "Dataset", "Part", "load_dataset", "make_dataset", "resolve_data_root",
+    "ClassSplit", "Episode", "EpisodeSampler", "EpisodeSpec", "split_classes",
+]

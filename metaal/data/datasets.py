@@ -1,0 +1,330 @@
+"""Datasets: tensors with a train/test split and class names, by name or by path.
+
+    ds = load_dataset("mnist", data_root="../shared/data")
+    ds.train.X  # (60000, 1, 28, 28) float32 in [0, 1]
+    ds.train.y  # (60000,) int64 in 0..9
+    ds.class_names, ds.input_shape, ds.num_classes
+
+Names are the datasets shipped in the shared data folder (`DATASETS`); a path is a user
+`.npz` (X, y, optional X_test, y_test) or an image folder (one sub-folder per class,
+optionally under train/ and test/). Loaded datasets are cached in memory, so treat their
+tensors as read-only.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from metaal.data import readers
+from metaal.errors import CorruptDataError, DataError, MissingDataError
+
+DATA_ROOT_ENV = "METAAL_DATA_ROOT"
+# Datasets without an official test split are split once, stratified, with this seed.
+TEST_FRACTION = 0.25
+SPLIT_SEED = 0
+IMAGE_SIZE = 28
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part (train or test) of a dataset."""
+
+    X: torch.Tensor  # (N, ...) float32
+    y: torch.Tensor  # (N,) int64, class ids 0..C-1
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    train: Part
+    test: Part
+    class_names: tuple[str, ...]
+    # Optional coarser grouping of classes (Omniglot: the alphabet of each character), so
+    # that whole groups can be held out of meta-training.
+    class_groups: tuple[str, ...] | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.X.shape[1:])
+
+    def __post_init__(self):
+        for part_name, part in (("train", self.train), ("test", self.test)):
+            if part.X.shape[0] != part.y.shape[0]:
+                raise CorruptDataError(
+                    f"{self.name}: {part_name} has {part.X.shape[0]} inputs but {part.y.shape[0]} labels"
+                )
+            if len(part) == 0:
+                raise CorruptDataError(f"{self.name}: the {part_name} part is empty")
+            if not torch.isfinite(part.X).all():
+                raise CorruptDataError(f"{self.name}: {part_name} inputs contain NaN or inf")
+        if self.train.X.shape[1:] != self.test.X.shape[1:]:
+            raise CorruptDataError(
+                f"{self.name}: train inputs have shape {tuple(self.train.X.shape[1:])} but test "
+                f"inputs {tuple(self.test.X.shape[1:])}"
+            )
+        if self.class_groups is not None and len(self.class_groups) != self.num_classes:
+            raise ValueError("class_groups needs one entry per class")
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
+    """`data_root` if given, else $METAAL_DATA_ROOT; it must be an existing folder."""
+    root = data_root if data_root is not None else os.environ.get(DATA_ROOT_ENV)
+    if root is None:
+        raise MissingDataError(
+            f"no data root: pass --data-root DIR or set {DATA_ROOT_ENV} "
+            "(the project's real datasets live in ../shared/data)"
+        )
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise MissingDataError(f"data root {path} is not a folder; pass --data-root DIR or set {DATA_ROOT_ENV}")
+    return path
+
+
+def stratified_split(y: np.ndarray, test_fraction: float = TEST_FRACTION, seed: int = SPLIT_SEED):
+    """Seeded split keeping every class in both parts: returns (train_idx, test_idx)."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        if len(idx) < 2:
+            raise CorruptDataError(f"class {c} has a single sample; it cannot be in both train and test")
+        n_test = min(len(idx) - 1, max(1, round(len(idx) * test_fraction)))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def encode_labels(*label_arrays: np.ndarray) -> tuple[list[np.ndarray], tuple[str, ...]]:
+    """Map raw labels (any numbers or strings, shared across arrays) to ids 0..C-1 and names."""
+    flat = [np.asarray(a).reshape(-1) for a in label_arrays]
+    classes = np.unique(np.concatenate(flat))
+    ids = [np.searchsorted(classes, a) for a in flat]
+
+    def name(v) -> str:
+        return str(int(v)) if isinstance(v, (float, np.floating)) and float(v).is_integer() else str(v)
+
+    return ids, tuple(name(v) for v in classes)
+
+
+def _part(X: np.ndarray, y: np.ndarray) -> Part:
+    return Part(torch.as_tensor(np.asarray(X, dtype=np.float32)), torch.as_tensor(y, dtype=torch.int64))
+
+
+def make_dataset(name, X, y, X_test=None, y_test=None, class_names=None, class_groups=None) -> Dataset:
+    """Build a Dataset from arrays; without a test part, split off a stratified one."""
+    X = np.asarray(X)
+    if X.ndim < 2:
+        raise CorruptDataError(f"{name}: X must be (N, ...) with one row per sample, got shape {X.shape}")
+    if (X_test is None) != (y_test is None):
+        raise CorruptDataError(f"{name}: give both X_test and y_test, or neither")
+    if len(X) != np.asarray(y).reshape(-1).shape[0]:
+        raise CorruptDataError(f"{name}: X has {len(X)} rows but y has {np.asarray(y).size} labels")
+    if X_test is None:
+        (y_ids,), names = encode_labels(y)
+        train_idx, test_idx = stratified_split(y_ids)
+        X, X_test, y_ids, y_test_ids = X[train_idx], X[test_idx], y_ids[train_idx], y_ids[test_idx]
+    else:
+        (y_ids, y_test_ids), names = encode_labels(y, y_test)
+    if class_names is not None and len(class_names) != len(names):
+        raise CorruptDataError(f"{name}: {len(class_names)} class names for {len(names)} classes in the labels")
+    return Dataset(
+        name=name,
+        train=_part(X, y_ids),
+        test=_part(X_test, y_test_ids),
+        class_names=tuple(class_names) if class_names is not None else names,
+        class_groups=class_groups,
+    )
+
+
+# ---------------------------------------------------------------------------- loaders
+
+_FROM_SHARED = "Copy it from the project's shared data folder (its MANIFEST.md names each file's source)."
+
+
+def _torchvision_download_hint(name: str) -> str:
+    return (f"Fetch it with `python -m metaal data --download --data-root DIR` (needs a network; "
+            f"torchvision downloads {name}), or copy it from the project's shared data folder.")
+
+
+def _load_mnist_family(root: Path, download: bool, name: str, folder: str, tv_class: str) -> Dataset:
+    """MNIST / Fashion-MNIST: the four idx .gz files in root/folder, or torchvision's copy."""
+    files = [root / folder / f for f in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")]
+    if all(f.is_file() for f in files):
+        Xtr, ytr, Xte, yte = (readers.read_idx_gz(f) for f in files)
+        return _images_dataset(name, Xtr, ytr, Xte, yte)
+    return _load_with_torchvision(root, name, tv_class, download, missing=next(f for f in files if not f.is_file()))
+
+
+def _load_kmnist(root: Path, download: bool) -> Dataset:
+    """KMNIST: the shared folder holds only the 10k test images, which we split ourselves."""
+    imgs, labels = root / "kmnist" / "kmnist-test-imgs.npz", root / "kmnist" / "kmnist-test-labels.npz"
+    tv_raw = root / "KMNIST" / "raw"
+    if imgs.is_file() and labels.is_file() and not (download or tv_raw.is_dir()):
+        X = readers.read_npz(imgs, required=("arr_0",))["arr_0"]
+        y = readers.read_npz(labels, required=("arr_0",))["arr_0"]
+        if X.shape != (len(y), 28, 28):
+            raise CorruptDataError(f"{imgs} should hold ({len(y)}, 28, 28) images, found {X.shape}")
+        names = _kmnist_class_names(root / "kmnist" / "kmnist_classmap.csv")
+        return make_dataset("kmnist", X[:, None] / np.float32(255), y, class_names=names)
+    return _load_with_torchvision(root, "kmnist", "KMNIST", download, missing=imgs if not imgs.is_file() else labels)
+
+
+def _kmnist_class_names(classmap: Path) -> tuple[str, ...] | None:
+    if not classmap.is_file():
+        return None
+    rows = [line.split(",") for line in classmap.read_text(encoding="utf-8").splitlines()[1:] if line]
+    return tuple(f"{r[0]}:{r[2]}" for r in rows)
+
+
+def _load_with_torchvision(root: Path, name: str, tv_class: str, download: bool, missing: Path) -> Dataset:
+    import torchvision.datasets
+
+    cls = getattr(torchvision.datasets, tv_class)
+    if not download and not (root / tv_class / "raw").is_dir():
+        raise MissingDataError(f"missing dataset file {missing}. {_torchvision_download_hint(name)}")
+    try:
+        train = cls(root=str(root), train=True, download=download)
+        test = cls(root=str(root), train=False, download=download)
+    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
+        raise CorruptDataError(f"{root / tv_class / 'raw'}: {e}. {_torchvision_download_hint(name)}") from e
+    return _images_dataset(name, train.data.numpy(), train.targets.numpy(), test.data.numpy(),
+                           test.targets.numpy(), class_names=tuple(train.classes))
+
+
+def _images_dataset(name, Xtr, ytr, Xte, yte, class_names=None) -> Dataset:
+    """uint8 (N, 28, 28) images -> float (N, 1, 28, 28) in [0, 1]."""
+    scale = np.float32(1 / 255)
+    return make_dataset(name, Xtr[:, None] * scale, ytr, Xte[:, None] * scale, yte, class_names=class_names)
+
+
+def _load_omniglot(root: Path, download: bool) -> Dataset:
+    """Omniglot's two small background sets, merged: 8 alphabets, 242 characters x 20 drawings.
+
+    The two zips share their Greek and Latin alphabets file for file, so we merge them by
+    path; keeping them as two datasets would leak those characters across a held-out split.
+    Characters are the classes; alphabets are their groups.
+    """
+    images: dict[str, np.ndarray] = {}
+    for zip_name in ("images_background_small1.zip", "images_background_small2.zip"):
+        path = readers.require_file(root / "omniglot" / zip_name, _FROM_SHARED)
+        images.update(readers.read_omniglot_zip(path, IMAGE_SIZE))
+    keys = sorted(images)
+    characters = [k.rsplit("/", 1)[0] for k in keys]
+    (y,), names = encode_labels(np.array(characters))
+    X = np.stack([images[k] for k in keys])
+    return make_dataset("omniglot", X, y, class_names=names,
+                        class_groups=tuple(n.split("/")[0] for n in names))
+
+
+def _load_uci(root: Path, download: bool, name: str) -> Dataset:
+    X, y = readers.read_xy_pickle(readers.require_file(root / "lal-rl-uci" / f"{name}.p", _FROM_SHARED))
+    return make_dataset(name, X, y)
+
+
+def _load_checkerboard(root: Path, download: bool, name: str) -> Dataset:
+    parts = []
+    for split in ("train", "test"):
+        path = readers.require_file(root / "lal-checkerboard" / f"{name}_{split}.npz", _FROM_SHARED)
+        parts += readers.read_npz(path, required=("x", "y")).values()
+    return make_dataset(name, *parts)
+
+
+def _load_libsvm(root: Path, download: bool, name: str, file: str) -> Dataset:
+    return make_dataset(name, *readers.read_libsvm(readers.require_file(root / "libact" / file, _FROM_SHARED)))
+
+
+_UCI = ("adult", "australian", "breast_cancer", "diabetis", "flare_solar", "german", "heart",
+        "mushrooms", "waveform", "wdbc")
+_CHECKERBOARDS = ("checkerboard2x2", "checkerboard4x4", "rotated_checkerboard2x2")
+
+# name -> loader(data_root, download). Every dataset in the shared data folder that is a
+# single-label classification task (CASP is regression and yeast multi-label: not here).
+DATASETS: dict[str, Callable[[Path, bool], Dataset]] = {
+    "mnist": functools.partial(_load_mnist_family, name="mnist", folder="mnist", tv_class="MNIST"),
+    "fashion_mnist": functools.partial(
+        _load_mnist_family, name="fashion_mnist", folder="fashion-mnist", tv_class="FashionMNIST"),
+    "kmnist": _load_kmnist,
+    "omniglot": _load_omniglot,
+    **{n: functools.partial(_load_uci, name=n) for n in _UCI},
+    **{n: functools.partial(_load_checkerboard, name=n) for n in _CHECKERBOARDS},
+    "heart_scale": functools.partial(_load_libsvm, name="heart_scale", file="heart_scale"),
+}
+DOWNLOADABLE = ("mnist", "fashion_mnist", "kmnist")
+
+
+# ---------------------------------------------------------------------------- user paths
+
+def load_npz_dataset(path: Path) -> Dataset:
+    """A user .npz with X and y (and optionally X_test, y_test)."""
+    readers.require_file(path, "Check the path.")
+    arrays = readers.read_npz(path, required=("X", "y"), optional=("X_test", "y_test"))
+    return make_dataset(path.stem, arrays["X"], arrays["y"], arrays.get("X_test"), arrays.get("y_test"))
+
+
+def load_image_folder(path: Path, image_size: int = IMAGE_SIZE) -> Dataset:
+    """An image folder: class sub-folders, optionally under train/ and test/.
+
+    Images are resized to image_size x image_size; grayscale if the first image is.
+    """
+    from PIL import Image
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset as tv_samples
+
+    has_parts = (path / "train").is_dir() and (path / "test").is_dir()
+    folders = [path / "train", path / "test"] if has_parts else [path]
+    try:
+        classes, class_to_idx = find_classes(str(folders[0]))
+        samples = [tv_samples(str(f), class_to_idx, extensions=IMG_EXTENSIONS) for f in folders]
+    except (FileNotFoundError, OSError) as e:
+        raise CorruptDataError(f"{path} is not an image folder with one sub-folder per class ({e})") from e
+    with Image.open(samples[0][0][0]) as first:
+        grayscale = first.mode in ("1", "L", "I", "I;16", "F")
+
+    def load(part_samples):
+        X = np.stack([readers.decode_image(Path(p).read_bytes(), p, image_size, grayscale) for p, _ in part_samples])
+        return X, np.array([c for _, c in part_samples])
+
+    arrays = [a for s in samples for a in load(s)]
+    return make_dataset(path.name, *arrays, class_names=tuple(classes))
+
+
+# ---------------------------------------------------------------------------- entry point
+
+def load_dataset(name_or_path: str | os.PathLike, data_root: str | os.PathLike | None = None,
+                 download: bool = False) -> Dataset:
+    """Load a dataset by name (see DATASETS) or by path (.npz file or image folder). Cached."""
+    key = str(name_or_path)
+    if key in DATASETS:
+        root = resolve_data_root(data_root).resolve()
+        return _load_cached(key, root, download)
+    path = Path(key).expanduser()
+    if path.suffix == ".npz" or path.is_dir():
+        return _load_cached(None, path.resolve(), False)
+    raise DataError(
+        f"unknown dataset {key!r}: give one of {', '.join(DATASETS)}, a .npz file, or an image folder"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cached(name: str | None, path: Path, download: bool) -> Dataset:
+    if name is None:
+        return load_npz_dataset(path) if path.suffix == ".npz" else load_image_folder(path)
+    if download and name not in DOWNLOADABLE:
+        raise DataError(f"{name} cannot be downloaded; only {', '.join(DOWNLOADABLE)} can. {_FROM_SHARED}")
+    return DATASETS[name](path, download)

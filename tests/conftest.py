@@ -1,0 +1,15 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The real shared datasets: $METAAL_DATA_ROOT, else ../shared/data beside the checkout."""
+    root = Path(os.environ.get("METAAL_DATA_ROOT", REPO.parent / "shared" / "data"))
+    if not (root / "MANIFEST.md").is_file():
+        pytest.fail(f"real data not found at {root}: set METAAL_DATA_ROOT to the shared data folder")
+    return root

@@ -122,10 +122,10 @@ def read_xy_pickle(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def read_libsvm(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Sparse LIBSVM text ('label idx:value ...', 1-based indices) into dense arrays."""
-    labels, rows = [], []
+    labels, rows, line_no = [], [], 0
     try:
         text = path.read_text()
-        for line_no, line in enumerate(text.splitlines(), 1):
+        for line_no, line in enumerate(text.splitlines(), 1):  # noqa: B007 (used in the error)
             parts = line.split()
             if not parts:
                 continue

@@ -1,0 +1,134 @@
+"""The per-sample features every strategy sees, and the policy's input: one code path for
+meta-training, evaluation and deployment.
+
+Every feature is scale-free, so that a policy trained on one dataset reads another:
+probabilities are normalised by the number of classes, distances by their median over the
+pool, and round-level state by the budget. Features are computed for a whole batch of
+episodes at once: (B, m, F) for B episodes with m pool samples.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from metaal.learners import Prediction
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """The named, ordered, versioned list of per-sample features. A policy checkpoint stores
+    it and refuses to load against a different one."""
+
+    version: int
+    names: tuple[str, ...]
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+    def to_dict(self) -> dict:
+        return {"version": self.version, "names": list(self.names)}
+
+
+SCHEMA = FeatureSchema(
+    version=1,
+    names=(
+        "entropy",               # predictive entropy / log C                         (sample)
+        "confidence",            # (max p - 1/C) / (1 - 1/C)                           (sample)
+        "margin",                # p_top1 - p_top2                                     (sample)
+        "bald",                  # mutual information between label and model / log C (sample)
+        "dist_to_labeled",       # r / (1 + r), r = distance to nearest labeled / pool median
+        "local_density",         # 1 / (1 + r), r = mean distance to k nearest pool samples / median
+        "predicted_class_share", # share of the labeled set in the sample's predicted class
+        "budget_used",           # queries so far / budget                             (round)
+        "labeled_fraction",      # labeled / (labeled + pool)                          (round)
+        "label_entropy",         # entropy of the labeled class counts / log C         (round)
+        "inv_num_classes",       # 1 / C                                               (round)
+    ),
+)
+
+DENSITY_NEIGHBOURS = 10
+# Pool-wide features (density, the medians) use at most this many pool samples as the
+# reference set: exact for smaller pools, a seeded random-subset estimate for larger ones.
+DENSITY_REFERENCE = 2048
+
+
+def entropy(p: torch.Tensor) -> torch.Tensor:
+    return -(p * p.clamp_min(1e-12).log()).sum(-1)
+
+
+def bald(member_probs: torch.Tensor) -> torch.Tensor:
+    """Mutual information H[mean_e p_e] - mean_e H[p_e]; member_probs (B, E, m, C) -> (B, m)."""
+    return (entropy(member_probs.mean(1)) - entropy(member_probs).mean(1)).clamp_min(0)
+
+
+def _scale_free(distance: torch.Tensor) -> torch.Tensor:
+    """Distances (B, m) divided by their median over the pool."""
+    return distance / distance.median(-1, keepdim=True).values.clamp_min(1e-12)
+
+
+def local_density(embedding: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, m) in (0, 1]: 1 / (1 + r), r = mean distance to the k nearest pool samples over its
+    pool median. Neighbours come from a reference set of at most DENSITY_REFERENCE pool
+    samples (a seeded random subset for larger pools); a sample is never its own neighbour."""
+    m = embedding.shape[1]
+    n_ref = min(m, DENSITY_REFERENCE)
+    device = embedding.device
+    ref = torch.randperm(m, generator=generator)[:n_ref].to(device) if n_ref < m else torch.arange(m, device=device)
+    d_ref = torch.cdist(embedding, embedding[:, ref])
+    d_ref = d_ref.masked_fill(torch.arange(m, device=device)[:, None] == ref[None, :], float("inf"))
+    k = max(1, min(DENSITY_NEIGHBOURS, n_ref - 1))
+    knn = d_ref.topk(k, dim=-1, largest=False).values
+    r = _scale_free(knn.masked_fill(torch.isinf(knn), 0).mean(-1))
+    return 1 / (1 + r)
+
+
+def compute_features(pool: Prediction, labeled_embedding: torch.Tensor, labeled_y: torch.Tensor,
+                     num_classes: int, budget_used: float, generator: torch.Generator | None = None,
+                     density: torch.Tensor | None = None, schema: FeatureSchema = SCHEMA) -> torch.Tensor:
+    """Features (B, m, F) of the m pool samples of B episodes.
+
+    pool: the fitted learner's prediction on the pool; labeled_embedding (B, n, H) and
+    labeled_y (B, n): the current labeled set; budget_used: fraction of the query budget spent.
+    density: `local_density(pool.embedding)` if already known (it depends on the pool alone
+    when the learner's embedding does), else it is computed here.
+    """
+    if schema != SCHEMA:
+        raise ValueError(f"this metaal computes feature schema v{SCHEMA.version}; got v{schema.version}")
+    p, emb = pool.probs, pool.embedding
+    B, m, C = p.shape
+    log_c = math.log(C)
+    top2 = p.topk(2, dim=-1).values
+
+    member_info = bald(pool.member_probs) / log_c if pool.member_probs is not None else torch.zeros_like(p[..., 0])
+    d_labeled = torch.cdist(emb, labeled_embedding).min(-1).values
+    r_labeled = _scale_free(d_labeled)
+
+    density = local_density(emb, generator) if density is None else density
+    counts = torch.nn.functional.one_hot(labeled_y, C).sum(1).float()            # (B, C)
+    share = counts / counts.sum(-1, keepdim=True)
+    predicted_share = torch.gather(share, 1, p.argmax(-1))                       # (B, m)
+    n_labeled = labeled_y.shape[1]
+
+    def per_round(value) -> torch.Tensor:  # a number, or one per episode (B,), broadcast to (B, m)
+        return torch.as_tensor(value, dtype=p.dtype, device=p.device).expand(B)[:, None].expand(B, m)
+
+    columns = {
+        "entropy": entropy(p) / log_c,
+        "confidence": (top2[..., 0] - 1 / C) / (1 - 1 / C),
+        "margin": top2[..., 0] - top2[..., 1],
+        "bald": member_info,
+        "dist_to_labeled": r_labeled / (1 + r_labeled),
+        "local_density": density,
+        "predicted_class_share": predicted_share,
+        "budget_used": per_round(budget_used),
+        "labeled_fraction": per_round(n_labeled / (n_labeled + m)),
+        "label_entropy": per_round(entropy(share) / log_c),
+        "inv_num_classes": per_round(1 / C),
+    }
+    features = torch.stack([columns[name] for name in schema.names], -1)
+    if not torch.isfinite(features).all():
+        raise FloatingPointError("features contain NaN or inf; check the learner's outputs for NaN")
+    return features

@@ -1,0 +1,297 @@
+"""Learners: the classifiers whose accuracy a query strategy tries to raise.
+
+Every learner works on batches of episodes: inputs carry a leading (B,) episode dim.
+`prepare(pool_x)` runs once per episode batch on the unlabeled pool; `fit` then trains B
+independent models on the labeled set each round (from scratch, deterministic for a given
+generator state). A fitted learner's `predict(x)` (or `predict_pool()`) gives
+  - probs         (B, m, C)    the model trained on the whole labeled set,
+  - member_probs  (B, E, m, C) E extra models (bootstrap members / MC-dropout passes) whose
+                               disagreement measures epistemic uncertainty (BALD),
+  - embedding     (B, m, H)    the representation distances are measured in.
+
+`LogisticRegression` (the fast head, for meta-training at scale) solves L2-regularised
+multinomial logistic regression on the pool's top principal components. It runs gradient
+descent in the dual, on the (n x n) Gram matrix of the labeled set: with W = Z^T alpha, the
+primal step W -= lr * (Z^T (P - Y) / n + 2 l2 W) is exactly
+alpha -= lr * ((P - Y) / n + 2 l2 alpha), so each step costs O(n^2 C) instead of O(n d C) and
+batches of episodes and members become a few batched matmuls. `SmallCNN` is a
+conventional convnet for image data (deployment and evaluation), trained one episode at a
+time, with MC dropout for its members.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class Prediction:
+    probs: torch.Tensor                # (B, m, C)
+    member_probs: torch.Tensor | None  # (B, E, m, C), or None when the learner has no members
+    embedding: torch.Tensor            # (B, m, H)
+
+
+class FittedLearner(Protocol):
+    def predict(self, x: torch.Tensor) -> Prediction:
+        """Predictions for any inputs x (B, m', ...)."""
+        ...
+
+    def predict_pool(self) -> Prediction:
+        """Predictions for the pool given to `prepare`: same as predict(pool_x), but may reuse
+        what `prepare` computed (each round predicts the pool)."""
+        ...
+
+
+class Learner(Protocol):
+    name: str
+    # True when predict's embedding depends on the pool alone (not on the labeled set), so
+    # pool-wide quantities computed from it can be reused across rounds.
+    fixed_embedding: bool
+
+    def prepare(self, pool_x: torch.Tensor, generator: torch.Generator | None = None) -> Any:
+        """Once per episode batch: whatever the learner derives from the unlabeled pool
+        (B, m, ...) alone, e.g. input statistics. Passed back to every `fit`."""
+        ...
+
+    def fit(self, prepared: Any, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+            generator: torch.Generator | None = None) -> FittedLearner:
+        """Fit B models on the labeled set x (B, n, ...), y (B, n)."""
+        ...
+
+
+@contextlib.contextmanager
+def _seeded_torch(seed: int, device: torch.device):
+    """Seed torch's global generator for code that takes no generator argument (module init,
+    dropout, pca_lowrank), leaving the caller's random state as it was."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def _check_fit_inputs(x: torch.Tensor, y: torch.Tensor, num_classes: int):
+    if x.ndim < 3 or y.ndim != 2 or x.shape[:2] != y.shape:
+        raise ValueError(f"fit expects x (B, n, ...) and y (B, n); got x {tuple(x.shape)} and y {tuple(y.shape)}")
+    if y.shape[1] == 0:
+        raise ValueError("fit needs at least one labeled sample per episode")
+    if y.min() < 0 or y.max() >= num_classes:
+        raise ValueError(f"labels must be in 0..{num_classes - 1}; got {int(y.min())}..{int(y.max())}")
+    if not torch.isfinite(x).all():
+        raise ValueError("labeled inputs contain NaN or inf")
+
+
+# ---------------------------------------------------------------------------- fast head
+
+def _softmax(logits: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Softmax over a short last dim; ~5x faster than Tensor.softmax for C < 10 on CPU."""
+    e = (logits.sub_ if inplace else logits.sub)(logits.amax(-1, keepdim=True)).exp_()
+    return e.div_(e.sum(-1, keepdim=True))
+
+
+@dataclass
+class _LogRegInputs:
+    """The pool-derived input map x -> z: standardise, then project on the pool's top
+    principal components, so every later step works in n_components dims instead of d."""
+
+    scale: torch.Tensor         # (B, 1, d)  z = x * scale + shift standardises and divides by
+    shift: torch.Tensor         # (B, 1, d)  sqrt(d), so rows have unit scale
+    basis: torch.Tensor | None  # (B, d, r)  orthonormal, or None to keep all d inputs
+    pool: torch.Tensor          # (B, m, r)  the pool, already mapped
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.addcmul(self.shift, x.flatten(2), self.scale)
+        return z if self.basis is None else z @ self.basis
+
+
+@dataclass
+class _FittedLogReg:
+    inputs: _LogRegInputs
+    weights: torch.Tensor  # (B, 1 + E, r + 1, C), member 0 = fit on the whole labeled set
+
+    def predict(self, x: torch.Tensor) -> Prediction:
+        return self._predict(self.inputs.embed(x))
+
+    def predict_pool(self) -> Prediction:
+        return self._predict(self.inputs.pool)
+
+    def _predict(self, z: torch.Tensor) -> Prediction:
+        B, M, d1, C = self.weights.shape
+        # All members in one bmm: (B, m, r) @ (B, r, M*C), plus the bias row.
+        w = self.weights[:, :, :-1].permute(0, 2, 1, 3).reshape(B, d1 - 1, M * C)
+        logits = (z @ w).view(B, -1, M, C) + self.weights[:, :, -1].unsqueeze(1)
+        probs = _softmax(logits).transpose(1, 2)                                # (B, M, m, C)
+        members = probs[:, 1:] if M > 1 else None
+        return Prediction(probs=probs[:, 0], member_probs=members, embedding=z)
+
+
+class LogisticRegression:
+    """L2-regularised multinomial logistic regression, batched over episodes and members.
+
+    `prepare` maps inputs once per episode, from the unlabeled pool alone (known at query
+    time, so no label leaks; fixed across rounds, so embeddings are too): flatten,
+    standardise, and project on the pool's top `n_components` principal components
+    (randomised PCA, seeded by the generator). On 5-way MNIST and Fashion-MNIST episodes the
+    64-component head is as accurate as the full-pixel one, and 12x lighter per round.
+    `n_members` bootstrap replicas of the labeled set give the members whose disagreement
+    BALD and the features use. `steps` of Nesterov-accelerated gradient descent with step
+    size 1/L (L from a power iteration on the Gram matrix) start from zero.
+    """
+
+    name = "logreg"
+    fixed_embedding = True  # the pool's own projection
+
+    def __init__(self, l2: float = 1e-3, steps: int = 100, n_members: int = 8, n_components: int | None = 64):
+        if l2 <= 0 or steps < 1 or n_members < 0 or (n_components is not None and n_components < 1):
+            raise ValueError("LogisticRegression needs l2 > 0, steps >= 1, n_members >= 0, n_components >= 1")
+        self.l2, self.steps, self.n_members, self.n_components = l2, steps, n_members, n_components
+
+    def prepare(self, pool_x: torch.Tensor, generator: torch.Generator | None = None) -> _LogRegInputs:
+        """Tabular columns have unrelated units, so each is standardised; pixels share one unit,
+        so images are centred per pixel but scaled by one global std (per-pixel scaling blows
+        up near-constant border pixels: 5-way MNIST with 55 labels drops from 0.83 to 0.74)."""
+        if pool_x.ndim < 3 or pool_x.shape[1] < 2:
+            raise ValueError(f"prepare expects a pool (B, m, ...) of at least 2 samples; got {tuple(pool_x.shape)}")
+        flat = pool_x.flatten(2)
+        std, mean = torch.std_mean(flat, 1, keepdim=True, correction=0)
+        if pool_x.ndim > 3:  # images (B, m, channels, height, width)
+            std = std.square().mean(-1, keepdim=True).sqrt()
+        scale = (1 / (std.clamp_min(1e-6) * math.sqrt(flat.shape[-1]))).expand_as(mean)
+        inputs = _LogRegInputs(scale, -mean * scale, None, torch.empty(0))
+        z = inputs.embed(pool_x)
+        if self.n_components is not None and z.shape[-1] > self.n_components:
+            seed = int(torch.randint(2**62, (1,), generator=generator))
+            with _seeded_torch(seed, z.device):
+                inputs.basis = torch.pca_lowrank(z, q=min(self.n_components, z.shape[1]), center=False, niter=2)[2]
+            z = z @ inputs.basis
+        inputs.pool = z
+        return inputs
+
+    def fit(self, prepared: _LogRegInputs, x, y, num_classes, generator=None) -> _FittedLogReg:
+        _check_fit_inputs(x, y, num_classes)
+        B, n = y.shape
+        z = prepared.embed(x)
+        z = torch.cat([z, torch.ones_like(z[..., :1])], -1)                    # bias as a constant input
+        gram = z @ z.transpose(1, 2)                                           # (B, n, n)
+        M = 1 + self.n_members
+
+        # Sample weights per member: member 0 sees every sample once, the others a bootstrap.
+        # Layout (B, n, M, C): the Gram matrix is shared, so one bmm serves every member.
+        counts = torch.ones(B, n, M, device=x.device)
+        if self.n_members:
+            draws = torch.randint(n, (B, n, self.n_members), generator=generator).to(x.device)
+            counts[:, :, 1:] = torch.zeros(B, n, self.n_members, device=x.device).scatter_add_(
+                1, draws, torch.ones(B, n, self.n_members, device=x.device))
+        targets = F.one_hot(y, num_classes).float().unsqueeze(2)               # (B, n, 1, C)
+
+        # Lipschitz constant of the gradient: softmax curvature <= 1/2 times the top
+        # eigenvalue of Gram @ diag(weights) / n, plus the L2 term. Power iteration per member.
+        v = torch.ones_like(counts)
+        for _ in range(20):
+            v = gram @ (counts * v)
+            top = v.norm(dim=1, keepdim=True)                                  # (B, 1, M)
+            v = v / top
+        lr = (1.0 / (top / (2 * n) * 1.05 + 2 * self.l2)).unsqueeze(-1)      # (B, 1, M, 1)
+
+        alpha = alpha_prev = torch.zeros(B, n, M, num_classes, device=x.device)
+        w = counts.unsqueeze(-1) / n
+        for step in range(self.steps):
+            # Nesterov: lookahead = alpha + beta (alpha - alpha_prev); gradient step from there.
+            # In-place and fused ops: this loop is memory-bound on the (B, n, M, C) tensors.
+            lookahead = torch.add(alpha, alpha - alpha_prev, alpha=step / (step + 3))
+            grad = _softmax((gram @ lookahead.flatten(2)).view_as(lookahead), inplace=True)
+            grad.sub_(targets).mul_(w).add_(lookahead, alpha=2 * self.l2)
+            alpha_prev, alpha = alpha, torch.addcmul(lookahead, lr, grad, value=-1)
+        weights = (z.transpose(1, 2) @ alpha.flatten(2)).view(B, -1, M, num_classes).transpose(1, 2)  # W = Z^T alpha
+        return _FittedLogReg(prepared, weights)
+
+
+# ---------------------------------------------------------------------------- CNN
+
+class _ConvNet(nn.Module):
+    def __init__(self, in_channels: int, num_classes: int, side: int, dropout: float):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(32 * (side // 4) ** 2, 64), nn.ReLU(),
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        h = self.body(x)
+        return self.head(self.dropout(h)), h
+
+
+@dataclass
+class _FittedCNN:
+    nets: list[_ConvNet]
+    mc_passes: int
+    generator_seed: int
+    pool_x: torch.Tensor
+
+    def predict_pool(self) -> Prediction:
+        return self.predict(self.pool_x)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> Prediction:
+        probs, members, embeddings = [], [], []
+        for net, xb in zip(self.nets, x):
+            net.eval()
+            logits, h = net(xb)
+            probs.append(logits.softmax(-1))
+            embeddings.append(h)
+            if self.mc_passes:
+                net.dropout.train()  # MC dropout: dropout on, the rest in eval mode
+                with _seeded_torch(self.generator_seed, xb.device):
+                    members.append(torch.stack([net(xb)[0].softmax(-1) for _ in range(self.mc_passes)]))
+                net.dropout.eval()
+        return Prediction(torch.stack(probs), torch.stack(members) if members else None, torch.stack(embeddings))
+
+
+class SmallCNN:
+    """Two conv layers and a 64-unit embedding, trained full-batch with Adam for each episode."""
+
+    name = "cnn"
+    fixed_embedding = False
+
+    def __init__(self, steps: int = 150, lr: float = 3e-3, weight_decay: float = 1e-4,
+                 dropout: float = 0.25, mc_passes: int = 8):
+        self.steps, self.lr, self.weight_decay, self.dropout, self.mc_passes = steps, lr, weight_decay, dropout, mc_passes
+
+    def prepare(self, pool_x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return pool_x
+
+    def fit(self, prepared, x, y, num_classes, generator=None) -> _FittedCNN:
+        _check_fit_inputs(x, y, num_classes)
+        if x.ndim != 5 or x.shape[-1] != x.shape[-2]:
+            raise ValueError(f"SmallCNN needs square images (B, n, channels, side, side); got {tuple(x.shape)}. "
+                             "Use the 'logreg' learner for tabular data.")
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        nets = []
+        for i, (xb, yb) in enumerate(zip(x, y)):
+            with _seeded_torch(seed + i, xb.device):
+                net = _ConvNet(x.shape[2], num_classes, x.shape[-1], self.dropout).to(x.device)
+                opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+                net.train()
+                for _ in range(self.steps):
+                    opt.zero_grad()
+                    F.cross_entropy(net(xb)[0], yb).backward()
+                    opt.step()
+            nets.append(net)
+        return _FittedCNN(nets, self.mc_passes, seed, prepared)
+
+
+LEARNERS = {"logreg": LogisticRegression, "cnn": SmallCNN}
+
+
+def make_learner(name: str, **kwargs) -> Learner:
+    if name not in LEARNERS:
+        raise ValueError(f"unknown learner {name!r}; choose one of {', '.join(LEARNERS)}")
+    return LEARNERS[name](**kwargs)

@@ -1,0 +1,80 @@
+"""The active-learning loop: one function for every strategy, learned or not.
+
+Rounds 0..T on a batch of B episodes in lockstep. Each round fits the learner on the
+labeled set (the episode's initial labels plus every pool sample queried so far), records
+test accuracy on the evaluation set, then (before the last round) computes the pool
+features, lets the strategy pick k pool samples, and labels them. The pool never changes
+shape; `available` marks what is still unlabeled, as in baal's per-item labeled map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from metaal.data.episodes import Episode
+from metaal.features import compute_features, local_density
+from metaal.learners import Learner
+from metaal.strategies import QueryContext, Strategy
+
+
+@dataclass
+class ALResult:
+    accuracy: torch.Tensor   # (B, T+1) test accuracy after rounds 0..T
+    n_labeled: torch.Tensor  # (T+1,) labeled-set size at each round
+    selected: torch.Tensor   # (B, T, k) pool indices queried in each round
+
+
+def _batched(episode: Episode) -> Episode:
+    if episode.pool_y.ndim == 1:  # a single episode: add the batch dim
+        return Episode(**{k: v.unsqueeze(0) for k, v in vars(episode).items()})
+    return episode
+
+
+def run_active_learning(episode: Episode, learner: Learner, strategy: Strategy, rounds: int, k: int,
+                        seed: int = 0, progress: bool = False) -> ALResult:
+    """Run `rounds` rounds of querying `k` pool samples on an episode or a batch of episodes."""
+    episode = _batched(episode)
+    B, m = episode.pool_y.shape
+    if m == 0:
+        raise ValueError("the episode's pool is empty: there is nothing to query")
+    if rounds < 0 or k < 1:
+        raise ValueError(f"need rounds >= 0 and k >= 1; got rounds={rounds}, k={k}")
+    if rounds * k > m:
+        raise ValueError(f"a budget of {rounds} rounds x k={k} = {rounds * k} labels exceeds the pool of {m}; "
+                         "lower rounds or k, or sample a larger pool")
+    num_classes = int(episode.classes.shape[-1])
+    device = episode.pool_x.device
+    generator = torch.Generator().manual_seed(seed)
+    available = torch.ones(B, m, dtype=torch.bool, device=device)
+    queried = torch.empty(B, 0, dtype=torch.int64, device=device)
+    accuracy = torch.empty(B, rounds + 1, device=device)
+    rows = torch.arange(B, device=device)[:, None]
+
+    prepared = learner.prepare(episode.pool_x, generator)
+    density = None  # pool density: computed once when the learner's embedding ignores the labels
+    for r in tqdm(range(rounds + 1), desc=f"{strategy.name}", disable=not progress, leave=False):
+        labeled_x = torch.cat([episode.labeled_x, episode.pool_x[rows, queried]], 1)
+        labeled_y = torch.cat([episode.labeled_y, episode.pool_y[rows, queried]], 1)
+        fitted = learner.fit(prepared, labeled_x, labeled_y, num_classes, generator)
+        accuracy[:, r] = (fitted.predict(episode.eval_x).probs.argmax(-1) == episode.eval_y).float().mean(1)
+        if r == rounds:
+            break
+        pool, labeled = fitted.predict_pool(), fitted.predict(labeled_x)
+        if density is None or not learner.fixed_embedding:
+            density = local_density(pool.embedding, generator)
+        features = compute_features(pool, labeled.embedding, labeled_y, num_classes,
+                                    budget_used=r / rounds, generator=generator, density=density)
+        ctx = QueryContext(pool=pool, features=features, labeled_embedding=labeled.embedding,
+                           available=available, generator=generator)
+        picked = strategy.select(ctx, k)
+        if not available[rows, picked].all() or picked.unique(dim=1).shape[1] != k:
+            raise RuntimeError(f"strategy {strategy.name!r} selected a labeled or repeated pool sample")
+        available[rows, picked] = False
+        queried = torch.cat([queried, picked], 1)
+
+    n0 = episode.labeled_y.shape[1]
+    return ALResult(accuracy=accuracy.cpu(), n_labeled=torch.arange(rounds + 1) * k + n0,
+                    selected=queried.view(B, rounds, k).cpu())

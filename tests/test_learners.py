@@ -1,0 +1,138 @@
+"""The learners on real episodes: above chance, batched == looped, deterministic, clear errors."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
+from metaal.learners import LogisticRegression, SmallCNN, make_learner
+
+
+@pytest.fixture(scope="module")
+def mnist_batch(data_root):
+    ds = load_dataset("mnist", data_root)
+    return EpisodeSampler(ds, EpisodeSpec(n_ways=5, initial_per_class=1, pool_per_class=100,
+                                          eval_per_class=40)).sample_batch(range(6))
+
+
+def labeled(batch, n_extra):
+    return (torch.cat([batch.labeled_x, batch.pool_x[:, :n_extra]], 1),
+            torch.cat([batch.labeled_y, batch.pool_y[:, :n_extra]], 1))
+
+
+def accuracy(fitted, batch):
+    return (fitted.predict(batch.eval_x).probs.argmax(-1) == batch.eval_y).float().mean().item()
+
+
+def test_logreg_fits_mnist_episodes_well_above_chance(mnist_batch):
+    learner = LogisticRegression()
+    x, y = labeled(mnist_batch, 50)
+    fitted = learner.fit(learner.prepare(mnist_batch.pool_x), x, y, 5, torch.Generator().manual_seed(0))
+    assert accuracy(fitted, mnist_batch) > 0.7  # chance is 0.2
+    pred = fitted.predict(mnist_batch.pool_x)
+    assert pred.probs.shape == (6, 500, 5) and pred.member_probs.shape == (6, 8, 500, 5)
+    assert pred.embedding.shape == (6, 500, 64)  # the pool's top principal components
+    assert torch.allclose(pred.probs.sum(-1), torch.ones(6, 500))
+    # bootstrap members disagree with each other, the full-data fit sits among them
+    assert (pred.member_probs.std(1) > 1e-3).any()
+
+
+def test_logreg_fits_tabular_episodes(data_root):
+    ds = load_dataset("wdbc", data_root)
+    batch = EpisodeSampler(ds, EpisodeSpec(n_ways=2, initial_per_class=5, pool_per_class=100,
+                                           eval_per_class=50)).sample_batch(range(4))
+    learner = LogisticRegression(n_members=0)
+    fitted = learner.fit(learner.prepare(batch.pool_x), batch.labeled_x, batch.labeled_y, 2)
+    assert fitted.predict(batch.pool_x).member_probs is None
+    assert accuracy(fitted, batch) > 0.85  # wdbc is close to linearly separable
+
+
+def test_logreg_has_converged(mnist_batch):
+    x, y = labeled(mnist_batch, 50)
+    accs = []
+    for steps in (100, 1000):
+        learner = LogisticRegression(steps=steps, n_members=0)
+        accs.append(accuracy(learner.fit(learner.prepare(mnist_batch.pool_x), x, y, 5), mnist_batch))
+    assert abs(accs[0] - accs[1]) < 0.02
+
+
+def test_logreg_batched_equals_one_at_a_time(mnist_batch):
+    learner = LogisticRegression(n_members=0)
+    x, y = labeled(mnist_batch, 20)
+    prepared = learner.prepare(mnist_batch.pool_x, torch.Generator().manual_seed(0))
+    batched = learner.fit(prepared, x, y, 5).predict(mnist_batch.eval_x).probs
+    for i in range(len(x)):
+        one_prepared = dataclasses.replace(prepared, **{f.name: getattr(prepared, f.name)[i:i + 1]
+                                                        for f in dataclasses.fields(prepared)})
+        one = learner.fit(one_prepared, x[i:i + 1], y[i:i + 1], 5)
+        assert torch.allclose(one.predict(mnist_batch.eval_x[i:i + 1]).probs[0], batched[i], atol=1e-4)
+
+
+def test_logreg_pool_prediction_reuses_prepare(mnist_batch):
+    learner = LogisticRegression()
+    x, y = labeled(mnist_batch, 10)
+    fitted = learner.fit(learner.prepare(mnist_batch.pool_x), x, y, 5, torch.Generator().manual_seed(0))
+    direct, reused = fitted.predict(mnist_batch.pool_x), fitted.predict_pool()
+    for a, b in ((direct.probs, reused.probs), (direct.member_probs, reused.member_probs),
+                 (direct.embedding, reused.embedding)):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_pca_keeps_full_pixel_accuracy(mnist_batch):
+    x, y = labeled(mnist_batch, 50)
+    accs = []
+    for n_components in (64, None):
+        learner = LogisticRegression(n_members=0, n_components=n_components)
+        accs.append(accuracy(learner.fit(learner.prepare(mnist_batch.pool_x), x, y, 5), mnist_batch))
+    assert accs[0] > accs[1] - 0.02
+
+
+def test_logreg_is_deterministic_under_a_seed(mnist_batch):
+    learner = LogisticRegression()
+    x, y = labeled(mnist_batch, 10)
+    prepared = learner.prepare(mnist_batch.pool_x, torch.Generator().manual_seed(0))
+    again = learner.prepare(mnist_batch.pool_x, torch.Generator().manual_seed(0))
+    assert torch.equal(prepared.basis, again.basis)
+    runs = [learner.fit(prepared, x, y, 5, torch.Generator().manual_seed(s)).predict_pool() for s in (1, 1, 2)]
+    assert torch.equal(runs[0].member_probs, runs[1].member_probs)
+    assert not torch.equal(runs[0].member_probs, runs[2].member_probs)
+    assert torch.equal(runs[0].probs, runs[2].probs)  # the full-data member uses no randomness
+
+
+def test_cnn_fits_mnist_and_gives_mc_dropout_members(mnist_batch):
+    learner = SmallCNN(steps=60, mc_passes=4)
+    batch_x, batch_y = labeled(mnist_batch, 45)
+    x, y = batch_x[:2], batch_y[:2]
+    eval_batch = type(mnist_batch)(**{k: v[:2] for k, v in vars(mnist_batch).items()})
+    fitted = learner.fit(learner.prepare(eval_batch.pool_x), x, y, 5, torch.Generator().manual_seed(0))
+    assert accuracy(fitted, eval_batch) > 0.5
+    pred = fitted.predict(eval_batch.pool_x)
+    assert pred.embedding.shape == (2, 500, 64) and pred.member_probs.shape == (2, 4, 500, 5)
+    assert (pred.member_probs.std(1) > 1e-4).any()
+    again = learner.fit(eval_batch.pool_x, x, y, 5, torch.Generator().manual_seed(0)).predict_pool()
+    assert torch.equal(again.probs, pred.probs) and torch.equal(again.member_probs, pred.member_probs)
+
+
+def test_cnn_refuses_tabular_input(data_root):
+    x = torch.zeros(1, 4, 13)
+    with pytest.raises(ValueError, match="square images.*logreg"):
+        SmallCNN().fit(None, x, torch.tensor([[0, 1, 0, 1]]), 2)
+
+
+@pytest.mark.parametrize("x, y, message", [
+    (torch.zeros(2, 3, 4), torch.zeros(2, 4, dtype=torch.long), r"x \(B, n, \.\.\.\) and y \(B, n\)"),
+    (torch.zeros(2, 3, 4), torch.full((2, 3), 7), r"labels must be in 0\.\.4"),
+    (torch.full((2, 3, 4), float("nan")), torch.zeros(2, 3, dtype=torch.long), "NaN"),
+    (torch.zeros(2, 0, 4), torch.zeros(2, 0, dtype=torch.long), "at least one labeled"),
+])
+def test_bad_fit_inputs(x, y, message):
+    learner = LogisticRegression()
+    with pytest.raises(ValueError, match=message):
+        learner.fit(learner.prepare(torch.ones(2, 5, 4)), x, y, 5)
+
+
+def test_make_learner():
+    assert isinstance(make_learner("logreg", steps=5), LogisticRegression)
+    with pytest.raises(ValueError, match="unknown learner 'svm'; choose one of logreg, cnn"):
+        make_learner("svm")

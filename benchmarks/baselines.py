@@ -7,7 +7,8 @@ pool 500 (100 per class), evaluation 1000 (200 per class), k=5 per round, 20 rou
 the fast logistic-regression head. Seed s fixes episode s, and every strategy sees the same
 episodes (paired comparison). Writes OUT/{summary.json, curves.csv, learning_curves.png,
 table.md}, OUT defaulting to benchmarks/results/baselines_<dataset>[_init<N>].
-Also reports, per strategy, the mean density percentile of its picks within their pools
+--policy PATH adds a frozen policy; --classes and --seed-offset pick episodes it never
+saw (e.g. held-out digits on seeds other than those it was validated on). Also reports, per strategy, the mean density percentile of its picks within their pools
 (how typical the queried samples are; random sits near 50).
 """
 
@@ -26,6 +27,7 @@ from metaal.learners import LogisticRegression, make_learner
 from metaal.loop import run_active_learning
 from metaal.metrics import (Curves, aulc, plot_learning_curves, summarize, summary_markdown, write_curves_csv,
                             write_summary_json)
+from metaal.policy import load_policy
 from metaal.strategies import STRATEGIES, make_strategy
 
 
@@ -42,6 +44,9 @@ def main():
     parser.add_argument("--pool-per-class", type=int, default=100)
     parser.add_argument("--eval-per-class", type=int, default=200)
     parser.add_argument("--learner", default="logreg")
+    parser.add_argument("--classes", default=None, help="comma-separated class ids to draw episodes from (default: all)")
+    parser.add_argument("--seed-offset", type=int, default=0, help="episodes use seeds offset .. offset+seeds-1")
+    parser.add_argument("--policy", default=None, help="a policy checkpoint; adds the strategy 'policy'")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
@@ -51,18 +56,23 @@ def main():
     dataset = load_dataset(args.dataset, args.data_root)
     spec = EpisodeSpec(n_ways=args.n_ways, initial_per_class=args.initial_per_class,
                        pool_per_class=args.pool_per_class, eval_per_class=args.eval_per_class)
-    seeds = list(range(args.seeds))
-    episodes = EpisodeSampler(dataset, spec).sample_batch(seeds)  # all seeds in one batch
+    seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
+    classes = [int(c) for c in args.classes.split(",")] if args.classes else None
+    episodes = EpisodeSampler(dataset, spec, classes=classes).sample_batch(seeds)  # all seeds in one batch
+    strategies = {name: make_strategy(name) for name in args.strategies.split(",") if name != "policy"}
+    if args.policy:
+        strategies = {"policy": load_policy(args.policy, device="cpu"), **strategies}
 
     # Diagnostic: how typical is what a strategy picks? Percentile (0-100) of each pick's
     # local pool density within its episode, in the fast head's input space; random ~ 50.
     prepared = LogisticRegression().prepare(episodes.pool_x, torch.Generator().manual_seed(0))
-    density_rank = local_density(prepared.pool).argsort(1).argsort(1).float() / (prepared.pool.shape[1] - 1) * 100
+    pool_embedding = prepared.sets["pool"]
+    density_rank = local_density(pool_embedding).argsort(1).argsort(1).float() / (pool_embedding.shape[1] - 1) * 100
 
     accuracy, seconds, pick_density = {}, {}, {}
-    for name in args.strategies.split(","):
+    for name, strategy in strategies.items():
         start = time.perf_counter()
-        result = run_active_learning(episodes, make_learner(args.learner), make_strategy(name),
+        result = run_active_learning(episodes, make_learner(args.learner), strategy,
                                      rounds=args.rounds, k=args.k, seed=0, progress=True)
         seconds[name] = round(time.perf_counter() - start, 2)
         accuracy[name] = result.accuracy.numpy()

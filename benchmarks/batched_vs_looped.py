@@ -60,7 +60,7 @@ def main():
 
     def fit_predict(inputs):
         prepared, x, y = inputs
-        learner.fit(prepared, x, y, 5, torch.Generator().manual_seed(0)).predict_pool()
+        learner.fit(prepared, x, y, 5, torch.Generator().manual_seed(0)).predict_prepared("pool")
 
     def al_run(episode):
         run_active_learning(episode, learner, make_strategy("margin"), rounds=20, k=5)

@@ -3,7 +3,7 @@
 Every learner works on batches of episodes: inputs carry a leading (B,) episode dim.
 `prepare(pool_x)` runs once per episode batch on the unlabeled pool; `fit` then trains B
 independent models on the labeled set each round (from scratch, deterministic for a given
-generator state). A fitted learner's `predict(x)` (or `predict_pool()`) gives
+generator state). A fitted learner's `predict(x)` (or `predict_prepared(name)`) gives
   - probs         (B, m, C)    the model trained on the whole labeled set,
   - member_probs  (B, E, m, C) E extra models (bootstrap members / MC-dropout passes) whose
                                disagreement measures epistemic uncertainty (BALD),
@@ -22,6 +22,7 @@ time, with MC dropout for its members.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -43,9 +44,9 @@ class FittedLearner(Protocol):
         """Predictions for any inputs x (B, m', ...)."""
         ...
 
-    def predict_pool(self) -> Prediction:
-        """Predictions for the pool given to `prepare`: same as predict(pool_x), but may reuse
-        what `prepare` computed (each round predicts the pool)."""
+    def predict_prepared(self, name: str = "pool") -> Prediction:
+        """Predictions for an input set given to `prepare` ("pool", or a name in `extra`):
+        the same as predict(that_x), but reuses what `prepare` computed."""
         ...
 
 
@@ -55,15 +56,30 @@ class Learner(Protocol):
     # pool-wide quantities computed from it can be reused across rounds.
     fixed_embedding: bool
 
-    def prepare(self, pool_x: torch.Tensor, generator: torch.Generator | None = None) -> Any:
+    def prepare(self, pool_x: torch.Tensor, generator: torch.Generator | None = None,
+                extra: dict[str, torch.Tensor] | None = None) -> Any:
         """Once per episode batch: whatever the learner derives from the unlabeled pool
-        (B, m, ...) alone, e.g. input statistics. Passed back to every `fit`."""
+        (B, m, ...) alone, e.g. input statistics, plus `extra` named input sets (e.g. the
+        evaluation set) kept ready for `predict_prepared`. Passed back to every `fit`."""
         ...
 
     def fit(self, prepared: Any, x: torch.Tensor, y: torch.Tensor, num_classes: int,
             generator: torch.Generator | None = None) -> FittedLearner:
         """Fit B models on the labeled set x (B, n, ...), y (B, n)."""
         ...
+
+
+def map_tensors(state: Any, fn) -> Any:
+    """Apply fn to every tensor of a prepared state (a tensor, or dicts/dataclasses of them),
+    e.g. to select or repeat episodes along the batch dim."""
+    if torch.is_tensor(state):
+        return fn(state)
+    if isinstance(state, dict):
+        return {k: map_tensors(v, fn) for k, v in state.items()}
+    if dataclasses.is_dataclass(state):
+        return dataclasses.replace(state, **{f.name: map_tensors(getattr(state, f.name), fn)
+                                             for f in dataclasses.fields(state)})
+    return state
 
 
 @contextlib.contextmanager
@@ -102,7 +118,7 @@ class _LogRegInputs:
     scale: torch.Tensor         # (B, 1, d)  z = x * scale + shift standardises and divides by
     shift: torch.Tensor         # (B, 1, d)  sqrt(d), so rows have unit scale
     basis: torch.Tensor | None  # (B, d, r)  orthonormal, or None to keep all d inputs
-    pool: torch.Tensor          # (B, m, r)  the pool, already mapped
+    sets: dict[str, torch.Tensor]  # "pool" and any extra input sets, already mapped: (B, m', r)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         z = torch.addcmul(self.shift, x.flatten(2), self.scale)
@@ -117,8 +133,8 @@ class _FittedLogReg:
     def predict(self, x: torch.Tensor) -> Prediction:
         return self._predict(self.inputs.embed(x))
 
-    def predict_pool(self) -> Prediction:
-        return self._predict(self.inputs.pool)
+    def predict_prepared(self, name: str = "pool") -> Prediction:
+        return self._predict(self.inputs.sets[name])
 
     def _predict(self, z: torch.Tensor) -> Prediction:
         B, M, d1, C = self.weights.shape
@@ -151,7 +167,8 @@ class LogisticRegression:
             raise ValueError("LogisticRegression needs l2 > 0, steps >= 1, n_members >= 0, n_components >= 1")
         self.l2, self.steps, self.n_members, self.n_components = l2, steps, n_members, n_components
 
-    def prepare(self, pool_x: torch.Tensor, generator: torch.Generator | None = None) -> _LogRegInputs:
+    def prepare(self, pool_x: torch.Tensor, generator: torch.Generator | None = None,
+                extra: dict[str, torch.Tensor] | None = None) -> _LogRegInputs:
         """Tabular columns have unrelated units, so each is standardised; pixels share one unit,
         so images are centred per pixel but scaled by one global std (per-pixel scaling blows
         up near-constant border pixels: 5-way MNIST with 55 labels drops from 0.83 to 0.74)."""
@@ -162,14 +179,14 @@ class LogisticRegression:
         if pool_x.ndim > 3:  # images (B, m, channels, height, width)
             std = std.square().mean(-1, keepdim=True).sqrt()
         scale = (1 / (std.clamp_min(1e-6) * math.sqrt(flat.shape[-1]))).expand_as(mean)
-        inputs = _LogRegInputs(scale, -mean * scale, None, torch.empty(0))
+        inputs = _LogRegInputs(scale, -mean * scale, None, {})
         z = inputs.embed(pool_x)
         if self.n_components is not None and z.shape[-1] > self.n_components:
             seed = int(torch.randint(2**62, (1,), generator=generator))
             with _seeded_torch(seed, z.device):
                 inputs.basis = torch.pca_lowrank(z, q=min(self.n_components, z.shape[1]), center=False, niter=2)[2]
             z = z @ inputs.basis
-        inputs.pool = z
+        inputs.sets = {"pool": z, **{name: inputs.embed(x) for name, x in (extra or {}).items()}}
         return inputs
 
     def fit(self, prepared: _LogRegInputs, x, y, num_classes, generator=None) -> _FittedLogReg:
@@ -234,10 +251,10 @@ class _FittedCNN:
     nets: list[_ConvNet]
     mc_passes: int
     generator_seed: int
-    pool_x: torch.Tensor
+    sets: dict[str, torch.Tensor]
 
-    def predict_pool(self) -> Prediction:
-        return self.predict(self.pool_x)
+    def predict_prepared(self, name: str = "pool") -> Prediction:
+        return self.predict(self.sets[name])
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> Prediction:
@@ -265,8 +282,9 @@ class SmallCNN:
                  dropout: float = 0.25, mc_passes: int = 8):
         self.steps, self.lr, self.weight_decay, self.dropout, self.mc_passes = steps, lr, weight_decay, dropout, mc_passes
 
-    def prepare(self, pool_x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return pool_x
+    def prepare(self, pool_x: torch.Tensor, generator: torch.Generator | None = None,
+                extra: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        return {"pool": pool_x, **(extra or {})}
 
     def fit(self, prepared, x, y, num_classes, generator=None) -> _FittedCNN:
         _check_fit_inputs(x, y, num_classes)

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from metaal.data.episodes import Episode
 from metaal.features import compute_features, local_density
 from metaal.learners import Learner
-from metaal.strategies import QueryContext, Strategy
+from metaal.strategies import QueryContext, Simulation, Strategy
 
 
 @dataclass
@@ -53,22 +53,23 @@ def run_active_learning(episode: Episode, learner: Learner, strategy: Strategy, 
     accuracy = torch.empty(B, rounds + 1, device=device)
     rows = torch.arange(B, device=device)[:, None]
 
-    prepared = learner.prepare(episode.pool_x, generator)
+    prepared = learner.prepare(episode.pool_x, generator, extra={"eval": episode.eval_x})
     density = None  # pool density: computed once when the learner's embedding ignores the labels
     for r in tqdm(range(rounds + 1), desc=f"{strategy.name}", disable=not progress, leave=False):
         labeled_x = torch.cat([episode.labeled_x, episode.pool_x[rows, queried]], 1)
         labeled_y = torch.cat([episode.labeled_y, episode.pool_y[rows, queried]], 1)
         fitted = learner.fit(prepared, labeled_x, labeled_y, num_classes, generator)
-        accuracy[:, r] = (fitted.predict(episode.eval_x).probs.argmax(-1) == episode.eval_y).float().mean(1)
+        accuracy[:, r] = (fitted.predict_prepared("eval").probs.argmax(-1) == episode.eval_y).float().mean(1)
         if r == rounds:
             break
-        pool, labeled = fitted.predict_pool(), fitted.predict(labeled_x)
+        pool, labeled = fitted.predict_prepared("pool"), fitted.predict(labeled_x)
         if density is None or not learner.fixed_embedding:
             density = local_density(pool.embedding, generator)
         features = compute_features(pool, labeled.embedding, labeled_y, num_classes,
                                     budget_used=r / rounds, generator=generator, density=density)
+        simulation = Simulation(episode, learner, prepared, labeled_x, labeled_y, accuracy[:, r], num_classes)
         ctx = QueryContext(pool=pool, features=features, labeled_embedding=labeled.embedding,
-                           available=available, generator=generator)
+                           available=available, generator=generator, simulation=simulation)
         picked = strategy.select(ctx, k)
         if not available[rows, picked].all() or picked.unique(dim=1).shape[1] != k:
             raise RuntimeError(f"strategy {strategy.name!r} selected a labeled or repeated pool sample")

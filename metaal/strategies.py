@@ -10,11 +10,28 @@ marks the pool samples not labeled yet.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from metaal.data.episodes import Episode
 from metaal.features import SCHEMA, FeatureSchema, bald, entropy
-from metaal.learners import Prediction
+from metaal.learners import Learner, Prediction
+
+
+@dataclass
+class Simulation:
+    """What the simulator knows beyond the pool's features: the episodes (labels included),
+    the learner and the current labeled set. Only oracles (which label candidates to measure
+    their true gain) may look at it; in deployment there is none."""
+
+    episode: Episode
+    learner: Learner
+    prepared: Any                 # learner.prepare(pool, extra={"eval": ...}) of this episode batch
+    labeled_x: torch.Tensor       # (B, n, ...)
+    labeled_y: torch.Tensor       # (B, n)
+    accuracy: torch.Tensor        # (B,) test accuracy of the current round
+    num_classes: int
 
 
 @dataclass
@@ -25,6 +42,7 @@ class QueryContext:
     available: torch.Tensor         # (B, m) bool: True for pool samples that may still be queried
     generator: torch.Generator      # CPU generator for any randomness (seeded by the caller)
     schema: FeatureSchema = SCHEMA
+    simulation: Simulation | None = None  # set by the simulator, None in deployment
 
     def uniform(self) -> torch.Tensor:
         """(B, m) uniform noise from the context's generator, on the pool's device."""

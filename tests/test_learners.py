@@ -1,12 +1,10 @@
 """The learners on real episodes: above chance, batched == looped, deterministic, clear errors."""
 
-import dataclasses
-
 import pytest
 import torch
 
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
-from metaal.learners import LogisticRegression, SmallCNN, make_learner
+from metaal.learners import LogisticRegression, SmallCNN, make_learner, map_tensors
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +61,7 @@ def test_logreg_batched_equals_one_at_a_time(mnist_batch):
     prepared = learner.prepare(mnist_batch.pool_x, torch.Generator().manual_seed(0))
     batched = learner.fit(prepared, x, y, 5).predict(mnist_batch.eval_x).probs
     for i in range(len(x)):
-        one_prepared = dataclasses.replace(prepared, **{f.name: getattr(prepared, f.name)[i:i + 1]
-                                                        for f in dataclasses.fields(prepared)})
+        one_prepared = map_tensors(prepared, lambda t, i=i: t[i:i + 1])
         one = learner.fit(one_prepared, x[i:i + 1], y[i:i + 1], 5)
         assert torch.allclose(one.predict(mnist_batch.eval_x[i:i + 1]).probs[0], batched[i], atol=1e-4)
 
@@ -73,7 +70,7 @@ def test_logreg_pool_prediction_reuses_prepare(mnist_batch):
     learner = LogisticRegression()
     x, y = labeled(mnist_batch, 10)
     fitted = learner.fit(learner.prepare(mnist_batch.pool_x), x, y, 5, torch.Generator().manual_seed(0))
-    direct, reused = fitted.predict(mnist_batch.pool_x), fitted.predict_pool()
+    direct, reused = fitted.predict(mnist_batch.pool_x), fitted.predict_prepared("pool")
     for a, b in ((direct.probs, reused.probs), (direct.member_probs, reused.member_probs),
                  (direct.embedding, reused.embedding)):
         assert torch.allclose(a, b, atol=1e-5)
@@ -94,7 +91,7 @@ def test_logreg_is_deterministic_under_a_seed(mnist_batch):
     prepared = learner.prepare(mnist_batch.pool_x, torch.Generator().manual_seed(0))
     again = learner.prepare(mnist_batch.pool_x, torch.Generator().manual_seed(0))
     assert torch.equal(prepared.basis, again.basis)
-    runs = [learner.fit(prepared, x, y, 5, torch.Generator().manual_seed(s)).predict_pool() for s in (1, 1, 2)]
+    runs = [learner.fit(prepared, x, y, 5, torch.Generator().manual_seed(s)).predict_prepared("pool") for s in (1, 1, 2)]
     assert torch.equal(runs[0].member_probs, runs[1].member_probs)
     assert not torch.equal(runs[0].member_probs, runs[2].member_probs)
     assert torch.equal(runs[0].probs, runs[2].probs)  # the full-data member uses no randomness
@@ -110,7 +107,8 @@ def test_cnn_fits_mnist_and_gives_mc_dropout_members(mnist_batch):
     pred = fitted.predict(eval_batch.pool_x)
     assert pred.embedding.shape == (2, 500, 64) and pred.member_probs.shape == (2, 4, 500, 5)
     assert (pred.member_probs.std(1) > 1e-4).any()
-    again = learner.fit(eval_batch.pool_x, x, y, 5, torch.Generator().manual_seed(0)).predict_pool()
+    again = learner.fit(learner.prepare(eval_batch.pool_x), x, y, 5, torch.Generator().manual_seed(0))
+    again = again.predict_prepared("pool")
     assert torch.equal(again.probs, pred.probs) and torch.equal(again.member_probs, pred.member_probs)
 
 

@@ -20,7 +20,7 @@ def make_context(batch, seed=0, n_labeled_from_pool=10):
     learner = LogisticRegression(n_members=4)
     generator = torch.Generator().manual_seed(seed)
     fitted = learner.fit(learner.prepare(batch.pool_x, generator), x, y, 5, generator)
-    pool, lab = fitted.predict_pool(), fitted.predict(x)
+    pool, lab = fitted.predict_prepared("pool"), fitted.predict(x)
     available = torch.ones(batch.pool_y.shape, dtype=torch.bool)
     available[rows, queried] = False
     return QueryContext(pool=pool, features=compute_features(pool, lab.embedding, y, 5, 0.3, generator),

@@ -1,0 +1,250 @@
+"""Meta-training: the trainers' objectives on problems with a known answer, a real smoke
+run (checkpoint, logs, W&B offline run), resume after a killed run, and bad configs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from metaal.config import ConfigError, load_config
+from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
+from metaal.features import SCHEMA
+from metaal.learners import LogisticRegression
+from metaal.loop import run_active_learning
+from metaal.metatrain import (MetaTrainConfig, MetaTrainer, discounted_returns, gumbel_top_k, imitation_loss,
+                              plackett_luce_log_prob)
+from metaal.policy import PolicyNet, load_policy
+from metaal.tracking import read_offline_run
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "experiments" / "configs" / "smoke.yaml"
+SCRIPT = REPO / "experiments" / "meta_train.py"
+# A smoke run a little longer than the config's, so a kill lands mid-run.
+RESUME_OVERRIDES = ["--trainer.steps", "8", "--checkpoint_every", "2", "--validation.every", "4"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_wandb(tmp_path, monkeypatch):
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL", "WANDB_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+
+
+# ------------------------------------------------------------------ objectives on known problems
+
+def toy_features(generator, batch=32, pool=20):
+    """Pools whose per-sample value (the true gain) is revealed in the 'margin' column."""
+    features = torch.rand(batch, pool, len(SCHEMA.names), generator=generator)
+    return features, features[..., SCHEMA.index("margin")]
+
+
+def test_plackett_luce_probabilities_sum_to_one():
+    scores = torch.tensor([[0.3, -1.0, 2.0]])
+    orders = [[0, 1], [0, 2], [1, 0], [1, 2], [2, 0], [2, 1]]
+    total = sum(plackett_luce_log_prob(scores, torch.tensor([o])).exp() for o in orders)
+    assert torch.allclose(total, torch.ones(1))
+    first = plackett_luce_log_prob(scores, torch.tensor([[2, 0]])).exp()
+    p = scores.softmax(1)[0]
+    assert torch.allclose(first, p[2] * p[0] / (1 - p[2]))
+
+
+def test_discounted_returns_by_hand():
+    gains = torch.tensor([[0.1, 0.2, 0.4]])
+    assert torch.allclose(discounted_returns(gains, 0.5), torch.tensor([[0.1 + 0.1 + 0.1, 0.2 + 0.2, 0.4]]))
+    assert torch.allclose(discounted_returns(gains, 0.0), gains)
+
+
+def test_reinforce_learns_to_pick_what_pays():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    net = PolicyNet(hidden=16, context=False)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    available = torch.ones(32, 20, dtype=torch.bool)
+
+    def expected_reward():
+        features, value = toy_features(torch.Generator().manual_seed(99))
+        picked = net(features, available).topk(3, 1).indices
+        return value.gather(1, picked).mean().item()
+
+    before = expected_reward()
+    for _ in range(150):
+        features, value = toy_features(g)
+        scores = net(features, available)
+        picked = gumbel_top_k(scores.detach(), 3, torch.rand(scores.shape, generator=g))
+        reward = value.gather(1, picked).sum(1)
+        advantage = reward - reward.mean()
+        loss = -(advantage * plackett_luce_log_prob(scores, picked)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = expected_reward()
+    # the best 3 of 20 uniform values average ~0.9; a random pick averages 0.5
+    assert before < 0.7 and after > 0.8
+
+
+def test_imitation_learns_the_oracle_ranking():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    net = PolicyNet(hidden=16, context=False)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    available = torch.ones(32, 20, dtype=torch.bool)
+
+    def top1_agreement():
+        features, gains = toy_features(torch.Generator().manual_seed(98))
+        return (net(features, available).argmax(1) == gains.argmax(1)).float().mean().item()
+
+    before = top1_agreement()
+    losses = []
+    for _ in range(150):
+        features, gains = toy_features(g)
+        loss = imitation_loss(net(features, available), gains, tau=0.05)
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert before < 0.3 and top1_agreement() > 0.8
+    assert sum(losses[-10:]) < sum(losses[:10])
+
+
+# ------------------------------------------------------------------ a real smoke run
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, data_root):
+    out = tmp_path_factory.mktemp("smoke")
+    env = {**os.environ, "WANDB_DATA_DIR": str(out / "wandb-data"), "WANDB_CACHE_DIR": str(out / "wandb-cache"),
+           "WANDB_CONFIG_DIR": str(out / "wandb-config")}
+    env.pop("WANDB_API_KEY", None)
+    env.pop("WANDB_MODE", None)
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, str(SCRIPT), "--config", str(SMOKE), "--data-root", str(data_root),
+                             "--out", str(out / "run"), "--no-progress", *RESUME_OVERRIDES],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return out / "run", result, time.perf_counter() - start
+
+
+def test_smoke_run_writes_a_loadable_policy_that_scores_a_pool(smoke_run, data_root):
+    out, result, seconds = smoke_run
+    assert seconds < 120
+    assert "best validation AULC" in result.stdout and str(out / "policy.pt") in result.stdout
+    policy = load_policy(out / "policy.pt", device="cpu")  # weights_only=True inside
+    assert policy.info["config"]["trainer"]["name"] == "oracle"
+    ds = load_dataset("mnist", data_root)
+    episodes = EpisodeSampler(ds, EpisodeSpec(n_ways=5, pool_per_class=20, eval_per_class=20),
+                              classes=[5, 6, 7, 8, 9]).sample_batch(range(3))
+    result = run_active_learning(episodes, LogisticRegression(n_members=2), policy, rounds=3, k=4)
+    assert result.selected.shape == (3, 3, 4)
+
+
+def test_smoke_run_logs_curves(smoke_run):
+    out, _, _ = smoke_run
+    log = json.loads((out / "log.json").read_text())
+    assert [s["step"] for s in log["steps"]] == list(range(8))
+    assert all({"loss", "reward/aulc", "oracle/agreement"} <= set(s) for s in log["steps"])
+    assert [v["step"] for v in log["validation"]] == [3, 7]
+    assert {"val/aulc_policy", "val/aulc_margin", "val/aulc_random"} <= set(log["validation"][0])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_val_aulc"] == max(v["val/aulc_policy"] for v in log["validation"])
+    assert (out / "validation_curves.png").stat().st_size > 0
+
+
+def test_smoke_run_wandb_offline_directory(smoke_run):
+    out, _, _ = smoke_run
+    run_dirs = list((out / "wandb").glob("offline-run-*"))
+    assert len(run_dirs) == 1
+    run = read_offline_run(run_dirs[0])
+    assert run["config"]["trainer"]["name"] == "oracle" and run["config"]["loop"]["rounds"] == 4
+    losses = [h["loss"] for h in run["history"] if "loss" in h]
+    assert len(losses) == 8
+    assert any("val/aulc_policy" in h for h in run["history"])
+    assert "policy" in run["artifacts"]
+
+
+def test_reinforce_smoke_run(tmp_path, data_root):
+    cfg = load_config(MetaTrainConfig, SMOKE, ["--trainer.name", "reinforce", "--trainer.steps", "3",
+                                               "--validation.every", "3", "--wandb.mode", "disabled"])
+    summary = MetaTrainer(cfg, tmp_path / "run", data_root=data_root).run(progress=False)
+    log = json.loads((tmp_path / "run" / "log.json").read_text())
+    assert len(log["steps"]) == 3 and all("reward/aulc_vs_margin" in s for s in log["steps"])
+    assert summary["best_val_aulc"] > 0
+    assert not (tmp_path / "run" / "wandb").exists()
+
+
+# ------------------------------------------------------------------ resume
+
+def test_killed_run_resumes_from_its_checkpoint(tmp_path, data_root, smoke_run):
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(SCRIPT), "--config", str(SMOKE), "--data-root", str(data_root), "--out", str(out),
+           "--no-progress", *RESUME_OVERRIDES]
+    env = {**os.environ}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait for a checkpoint past the first one, then kill hard
+        ckpt = out / "checkpoint.pt"
+        if ckpt.exists() and torch.load(ckpt, weights_only=True)["step"] >= 4:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+    assert 4 <= killed_at < 8, "the run should have been killed mid-way"
+
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert again.returncode == 2 and "pass --resume" in again.stderr  # no silent overwrite
+
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    log = json.loads((out / "log.json").read_text())
+    assert [s["step"] for s in log["steps"]] == list(range(8))  # nothing lost, nothing twice
+    # every step is seeded by (seed, step): the resumed run ends exactly where an uninterrupted one does
+    reference = json.loads((smoke_run[0] / "log.json").read_text())
+    assert [s["loss"] for s in log["steps"]] == pytest.approx([s["loss"] for s in reference["steps"]], rel=1e-5)
+    a = torch.load(out / "checkpoint.pt", weights_only=True)["net"]
+    b = torch.load(smoke_run[0] / "checkpoint.pt", weights_only=True)["net"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_resume_with_another_config_is_refused(tmp_path, data_root):
+    cfg = load_config(MetaTrainConfig, SMOKE, ["--trainer.steps", "2", "--wandb.mode", "disabled"])
+    MetaTrainer(cfg, tmp_path / "run", data_root=data_root).run(progress=False)
+    changed = load_config(MetaTrainConfig, SMOKE, ["--trainer.steps", "4", "--trainer.lr", "0.01",
+                                                   "--wandb.mode", "disabled"])
+    with pytest.raises(ConfigError, match=r"config differs .* in \['trainer'\]"):
+        MetaTrainer(changed, tmp_path / "run", data_root=data_root).run(resume=True, progress=False)
+
+
+# ------------------------------------------------------------------ bad configs
+
+def run_script(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
+
+
+def test_unknown_key_names_it(tmp_path):
+    result = run_script("--config", str(SMOKE), "--trainer.lrr", "0.1", "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert "unknown key 'trainer.lrr'" in result.stderr and "did you mean 'lr'" in result.stderr
+
+
+def test_bad_value_names_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SMOKE.read_text().replace("name: oracle", "name: ppo"))
+    result = run_script("--config", str(bad), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "'trainer.name' must be one of 'reinforce', 'oracle'" in result.stderr
+
+
+def test_validation_classes_must_be_held_out(tmp_path, data_root):
+    cfg = load_config(MetaTrainConfig, SMOKE, ["data.sources=[{dataset: mnist, held_out: [5, 6, 7, 8]}]"])
+    with pytest.raises(ConfigError, match=r"validation classes \['9'\] of mnist are also meta-training classes"):
+        MetaTrainer(cfg, tmp_path, data_root=data_root)
+
+
+def test_help_config_lists_keys():
+    result = run_script("--help-config")
+    assert result.returncode == 0 and "trainer.candidates" in result.stdout and "oracle" in result.stdout

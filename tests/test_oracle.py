@@ -1,0 +1,70 @@
+"""The one-step oracle: true gains by retraining, and the greedy oracle strategy."""
+
+import pytest
+import torch
+
+from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
+from metaal.learners import LogisticRegression
+from metaal.loop import run_active_learning
+from metaal.metrics import aulc
+from metaal.oracle import OneStepOracle, candidate_gains
+from metaal.strategies import QueryContext, Simulation, make_strategy
+
+
+@pytest.fixture(scope="module")
+def batch(data_root):
+    ds = load_dataset("mnist", data_root)
+    return EpisodeSampler(ds, EpisodeSpec(n_ways=5, pool_per_class=30, eval_per_class=40)).sample_batch(range(4))
+
+
+def simulation(batch, learner):
+    prepared = learner.prepare(batch.pool_x, torch.Generator().manual_seed(0), extra={"eval": batch.eval_x})
+    fitted = learner.fit(prepared, batch.labeled_x, batch.labeled_y, 5)
+    accuracy = (fitted.predict_prepared("eval").probs.argmax(-1) == batch.eval_y).float().mean(1)
+    return Simulation(batch, learner, prepared, batch.labeled_x, batch.labeled_y, accuracy, 5)
+
+
+def test_gains_equal_retraining_by_hand(batch):
+    learner = LogisticRegression(n_members=0)
+    sim = simulation(batch, learner)
+    candidates = torch.tensor([[0, 7, 30], [1, 2, 3], [149, 50, 9], [4, 5, 6]])
+    gains = candidate_gains(sim, candidates)
+    for b in range(4):
+        for j in range(3):
+            i = candidates[b, j]
+            x = torch.cat([batch.labeled_x[b:b + 1], batch.pool_x[b:b + 1, i:i + 1]], 1)
+            y = torch.cat([batch.labeled_y[b:b + 1], batch.pool_y[b:b + 1, i:i + 1]], 1)
+            prepared = learner.prepare(batch.pool_x, torch.Generator().manual_seed(0), extra={"eval": batch.eval_x})
+            one = learner.fit(prepared, x.expand(4, -1, -1, -1, -1), y.expand(4, -1), 5)
+            acc = (one.predict_prepared("eval").probs.argmax(-1)[b] == batch.eval_y[b]).float().mean()
+            assert gains[b, j] == pytest.approx(float(acc - sim.accuracy[b]), abs=1e-6)
+
+
+def test_oracle_picks_its_largest_gains(batch):
+    learner = LogisticRegression(n_members=0)
+    sim = simulation(batch, learner)
+    available = torch.ones(4, 150, dtype=torch.bool)
+    pool = learner.fit(sim.prepared, batch.labeled_x, batch.labeled_y, 5).predict_prepared("pool")
+    ctx = QueryContext(pool=pool, features=torch.zeros(4, 150, 11), labeled_embedding=pool.embedding[:, :5],
+                       available=available, generator=torch.Generator().manual_seed(0), simulation=sim)
+    picked = OneStepOracle(n_candidates=None).select(ctx, 3)
+    all_gains = candidate_gains(sim, torch.arange(150).expand(4, -1))
+    best = all_gains.topk(3, 1).values
+    assert torch.allclose(all_gains.gather(1, picked).sort(1, descending=True).values, best)
+
+
+def test_oracle_beats_random_in_the_loop(batch):
+    learner = LogisticRegression(n_members=2)
+    oracle = run_active_learning(batch, learner, OneStepOracle(n_candidates=16), rounds=5, k=3)
+    rand = run_active_learning(batch, learner, make_strategy("random"), rounds=5, k=3)
+    assert aulc(oracle.accuracy, oracle.n_labeled).mean() > aulc(rand.accuracy, rand.n_labeled).mean()
+
+
+def test_oracle_needs_the_simulator(batch):
+    learner = LogisticRegression(n_members=0)
+    sim = simulation(batch, learner)
+    pool = learner.fit(sim.prepared, batch.labeled_x, batch.labeled_y, 5).predict_prepared("pool")
+    ctx = QueryContext(pool=pool, features=torch.zeros(4, 150, 11), labeled_embedding=pool.embedding[:, :5],
+                       available=torch.ones(4, 150, dtype=torch.bool), generator=torch.Generator())
+    with pytest.raises(ValueError, match="needs the simulator's labels"):
+        OneStepOracle().select(ctx, 2)

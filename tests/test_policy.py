@@ -1,0 +1,96 @@
+"""The policy network, its use as a strategy, and its checkpoints."""
+
+import pytest
+import torch
+
+from metaal.features import SCHEMA
+from metaal.policy import PolicyLoadError, PolicyNet, PolicyStrategy, load_policy, save_policy
+from metaal.strategies import make_strategy
+from tests.test_strategies import make_context  # a real context: logreg fitted on MNIST episodes
+
+from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
+
+
+@pytest.fixture(scope="module")
+def ctx(data_root):
+    ds = load_dataset("mnist", data_root)
+    batch = EpisodeSampler(ds, EpisodeSpec(n_ways=5, pool_per_class=40, eval_per_class=5)).sample_batch(range(3))
+    return make_context(batch)
+
+
+def test_scores_every_pool_sample(ctx):
+    net = PolicyNet()
+    scores = PolicyStrategy(net).score(ctx)
+    assert scores.shape == ctx.available.shape and torch.isfinite(scores).all()
+
+
+def test_context_makes_scores_depend_on_the_rest_of_the_pool(ctx):
+    torch.manual_seed(0)
+    net = PolicyNet(context=True)
+    full = net(ctx.features, ctx.available)
+    fewer = ctx.available.clone()
+    fewer[:, 100:] = False
+    assert not torch.allclose(full[:, :100], net(ctx.features, fewer)[:, :100])
+    without = PolicyNet(context=False)
+    assert torch.allclose(without(ctx.features, ctx.available)[:, :100], without(ctx.features, fewer)[:, :100])
+
+
+def test_margin_initialisation_selects_like_margin(ctx):
+    policy = PolicyStrategy(PolicyNet().init_as_heuristic("margin", sign=-1.0))
+    picked = policy.select(ctx, 5).sort(1).values
+    assert torch.equal(picked, make_strategy("margin").select(ctx, 5).sort(1).values)
+
+
+def test_selection_respects_the_strategy_contract(ctx):
+    policy = PolicyStrategy(PolicyNet())
+    picked = policy.select(ctx, 7)
+    for row, available in zip(picked, ctx.available):
+        assert row.unique().numel() == 7 and available[row].all()
+    remaining = int(ctx.available.sum(1).min())
+    with pytest.raises(ValueError, match=f"only {remaining} unlabeled"):
+        policy.select(ctx, remaining + 1)
+
+
+def test_wrong_feature_count_is_a_clear_error(ctx):
+    with pytest.raises(ValueError, match="expects 11 features per sample, got 3"):
+        PolicyNet()(ctx.features[..., :3], ctx.available)
+
+
+def test_checkpoint_roundtrip_with_weights_only(tmp_path, ctx):
+    net = PolicyNet(hidden=32)
+    save_policy(net, tmp_path / "p.pt", config={"trainer": {"lr": 0.001}}, info={"step": 7})
+    payload = torch.load(tmp_path / "p.pt", weights_only=True)  # plain data and tensors only
+    assert payload["feature_schema"] == SCHEMA.to_dict() and payload["metaal_version"]
+    policy = load_policy(tmp_path / "p.pt", device="cpu")
+    assert policy.info["step"] == 7 and policy.info["config"]["trainer"]["lr"] == 0.001
+    assert torch.equal(policy.score(ctx), PolicyStrategy(net).score(ctx))
+
+
+def test_missing_truncated_and_foreign_files_are_refused(tmp_path):
+    with pytest.raises(PolicyLoadError, match="no policy checkpoint at"):
+        load_policy(tmp_path / "nothing.pt")
+    save_policy(PolicyNet(), tmp_path / "p.pt")
+    data = (tmp_path / "p.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(PolicyLoadError, match="cut.pt is not a readable checkpoint"):
+        load_policy(tmp_path / "cut.pt")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(PolicyLoadError, match="not a metaal policy checkpoint"):
+        load_policy(tmp_path / "other.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(PolicyLoadError, match="text.pt is not a readable checkpoint"):
+        load_policy(tmp_path / "text.pt")
+
+
+def test_incompatible_schema_is_refused_with_the_reason(tmp_path):
+    save_policy(PolicyNet(), tmp_path / "p.pt")
+    payload = torch.load(tmp_path / "p.pt", weights_only=True)
+    payload["feature_schema"] = {"version": 0, "names": ["entropy", "margin"]}
+    torch.save(payload, tmp_path / "old.pt")
+    with pytest.raises(PolicyLoadError, match=r"feature schema v0 \['entropy', 'margin'\].*computes v1.*Retrain"):
+        load_policy(tmp_path / "old.pt")
+    payload = torch.load(tmp_path / "p.pt", weights_only=True)
+    payload["hparams"]["hidden"] = 8
+    torch.save(payload, tmp_path / "mismatch.pt")
+    with pytest.raises(PolicyLoadError, match="do not fit the policy network"):
+        load_policy(tmp_path / "mismatch.pt")

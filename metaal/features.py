@@ -64,36 +64,51 @@ def bald(member_probs: torch.Tensor) -> torch.Tensor:
     return (entropy(member_probs.mean(1)) - entropy(member_probs).mean(1)).clamp_min(0)
 
 
-def _scale_free(distance: torch.Tensor) -> torch.Tensor:
-    """Distances (B, m) divided by their median over the pool."""
-    return distance / distance.median(-1, keepdim=True).values.clamp_min(1e-12)
+def reference_subset(m: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Pool indices of the reference set for pool-wide features: all of a pool of at most
+    DENSITY_REFERENCE samples, else a seeded random subset of that size."""
+    return torch.randperm(m, generator=generator)[:DENSITY_REFERENCE].sort().values if m > DENSITY_REFERENCE \
+        else torch.arange(m)
+
+
+def knn_distance(embedding: torch.Tensor, reference: torch.Tensor, index: torch.Tensor,
+                 reference_index: torch.Tensor) -> torch.Tensor:
+    """(B, m) mean distance of each sample to its k nearest reference samples. `index` (m,)
+    and `reference_index` (R,) are pool indices, so a sample is never its own neighbour."""
+    d = torch.cdist(embedding, reference)
+    d = d.masked_fill(index.to(d.device)[:, None] == reference_index.to(d.device)[None, :], float("inf"))
+    k = max(1, min(DENSITY_NEIGHBOURS, reference.shape[1] - 1))
+    knn = d.topk(k, dim=-1, largest=False).values
+    return knn.masked_fill(torch.isinf(knn), 0).mean(-1)
+
+
+def density_from_knn(knn: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """1 / (1 + r) in (0, 1], r = k-NN distance over the pool's median k-NN distance `scale`."""
+    return 1 / (1 + knn / scale.clamp_min(1e-12))
 
 
 def local_density(embedding: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B, m) in (0, 1]: 1 / (1 + r), r = mean distance to the k nearest pool samples over its
-    pool median. Neighbours come from a reference set of at most DENSITY_REFERENCE pool
-    samples (a seeded random subset for larger pools); a sample is never its own neighbour."""
+    """(B, m) density of every sample of a pool held in memory, against its reference subset."""
     m = embedding.shape[1]
-    n_ref = min(m, DENSITY_REFERENCE)
-    device = embedding.device
-    ref = torch.randperm(m, generator=generator)[:n_ref].to(device) if n_ref < m else torch.arange(m, device=device)
-    d_ref = torch.cdist(embedding, embedding[:, ref])
-    d_ref = d_ref.masked_fill(torch.arange(m, device=device)[:, None] == ref[None, :], float("inf"))
-    k = max(1, min(DENSITY_NEIGHBOURS, n_ref - 1))
-    knn = d_ref.topk(k, dim=-1, largest=False).values
-    r = _scale_free(knn.masked_fill(torch.isinf(knn), 0).mean(-1))
-    return 1 / (1 + r)
+    ref = reference_subset(m, generator).to(embedding.device)
+    knn = knn_distance(embedding, embedding[:, ref], torch.arange(m, device=embedding.device), ref)
+    return density_from_knn(knn, knn[:, ref].median(-1, keepdim=True).values)
 
 
 def compute_features(pool: Prediction, labeled_embedding: torch.Tensor, labeled_y: torch.Tensor,
                      num_classes: int, budget_used: float, generator: torch.Generator | None = None,
-                     density: torch.Tensor | None = None, schema: FeatureSchema = SCHEMA) -> torch.Tensor:
-    """Features (B, m, F) of the m pool samples of B episodes.
+                     density: torch.Tensor | None = None, pool_size: int | None = None,
+                     labeled_distance_scale: torch.Tensor | None = None,
+                     schema: FeatureSchema = SCHEMA) -> torch.Tensor:
+    """Features (B, m, F) of m pool samples of B episodes.
 
     pool: the fitted learner's prediction on the pool; labeled_embedding (B, n, H) and
     labeled_y (B, n): the current labeled set; budget_used: fraction of the query budget spent.
     density: `local_density(pool.embedding)` if already known (it depends on the pool alone
     when the learner's embedding does), else it is computed here.
+    When `pool` is one batch of a larger pool streamed in batches (deployment), the pool-wide
+    quantities come from outside: density (against a reference subset), pool_size (the
+    whole pool's) and labeled_distance_scale (B, 1), the median distance to the labeled set.
     """
     if schema != SCHEMA:
         raise ValueError(f"this metaal computes feature schema v{SCHEMA.version}; got v{schema.version}")
@@ -104,7 +119,9 @@ def compute_features(pool: Prediction, labeled_embedding: torch.Tensor, labeled_
 
     member_info = bald(pool.member_probs) / log_c if pool.member_probs is not None else torch.zeros_like(p[..., 0])
     d_labeled = torch.cdist(emb, labeled_embedding).min(-1).values
-    r_labeled = _scale_free(d_labeled)
+    if labeled_distance_scale is None:
+        labeled_distance_scale = d_labeled.median(-1, keepdim=True).values
+    r_labeled = d_labeled / labeled_distance_scale.clamp_min(1e-12)
 
     density = local_density(emb, generator) if density is None else density
     counts = torch.nn.functional.one_hot(labeled_y, C).sum(1).float()            # (B, C)
@@ -124,7 +141,7 @@ def compute_features(pool: Prediction, labeled_embedding: torch.Tensor, labeled_
         "local_density": density,
         "predicted_class_share": predicted_share,
         "budget_used": per_round(budget_used),
-        "labeled_fraction": per_round(n_labeled / (n_labeled + m)),
+        "labeled_fraction": per_round(n_labeled / (n_labeled + (m if pool_size is None else pool_size))),
         "label_entropy": per_round(entropy(share) / log_c),
         "inv_num_classes": per_round(1 / C),
     }

@@ -50,15 +50,23 @@ class PolicyNet(nn.Module):
             self.head[-1].bias.zero_()
         return self
 
-    def forward(self, features: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
-        """features (B, m, F), available (B, m) bool -> scores (B, m), higher = label first."""
+    def forward(self, features: torch.Tensor, available: torch.Tensor,
+                context_features: torch.Tensor | None = None) -> torch.Tensor:
+        """features (B, m, F), available (B, m) bool -> scores (B, m), higher = label first.
+
+        The pooled context is the mean encoding of the available samples, or of
+        `context_features` (B, R, F) when given: a reference subset standing in for a pool
+        that is scored in batches."""
         if features.shape[-1] != self.hparams["n_features"]:
             raise ValueError(f"the policy expects {self.hparams['n_features']} features per sample, "
                              f"got {features.shape[-1]}")
         h = self.encode(features)
         if self.hparams["context"]:
-            weight = available.unsqueeze(-1).to(h.dtype)
-            pooled = (h * weight).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp_min(1)
+            if context_features is None:
+                weight = available.unsqueeze(-1).to(h.dtype)
+                pooled = (h * weight).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp_min(1)
+            else:
+                pooled = self.encode(context_features).mean(1, keepdim=True)
             h = torch.cat([h, pooled.expand_as(h)], -1)
         return self.head(h).squeeze(-1) + self.linear(features).squeeze(-1)
 
@@ -76,8 +84,9 @@ class PolicyStrategy(Strategy):
             raise ValueError(f"the policy reads feature schema v{self.schema.version}; "
                              f"the context holds v{ctx.schema.version}")
         device = next(self.net.parameters()).device
+        context = None if ctx.context_features is None else ctx.context_features.to(device)
         with torch.inference_mode():
-            return self.net(ctx.features.to(device), ctx.available.to(device)).to(ctx.features.device)
+            return self.net(ctx.features.to(device), ctx.available.to(device), context).to(ctx.features.device)
 
 
 # ---------------------------------------------------------------------------- checkpoints

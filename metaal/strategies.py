@@ -43,6 +43,9 @@ class QueryContext:
     generator: torch.Generator      # CPU generator for any randomness (seeded by the caller)
     schema: FeatureSchema = SCHEMA
     simulation: Simulation | None = None  # set by the simulator, None in deployment
+    # When the pool is scored in batches: features (B, R, F) of a reference subset of the whole
+    # pool, so that pool-level context (a policy's pooled summary) does not depend on the batch.
+    context_features: torch.Tensor | None = None
 
     def uniform(self) -> torch.Tensor:
         """(B, m) uniform noise from the context's generator, on the pool's device."""

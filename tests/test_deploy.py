@@ -1,0 +1,104 @@
+"""Using a strategy in your own loop: metaal.select on real MNIST pools and a user model."""
+
+import re
+
+import pytest
+import torch
+
+import metaal
+from metaal.data import load_dataset
+from metaal.features import DENSITY_REFERENCE
+from metaal.policy import PolicyNet, PolicyStrategy
+from metaal.strategies import make_strategy
+from tests.conftest import REPO
+
+
+class UserNet(torch.nn.Module):
+    """A user's classifier: (logits, embedding), with dropout for MC passes."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(),
+                                        torch.nn.Dropout(0.3))
+        self.head = torch.nn.Linear(32, 10)
+
+    def forward(self, x):
+        h = self.body(x)
+        return self.head(h), h
+
+
+@pytest.fixture(scope="module")
+def setup(data_root):
+    mnist = load_dataset("mnist", data_root)
+    torch.manual_seed(0)
+    model = UserNet()
+    x, y = mnist.train.X[:60], mnist.train.y[:60]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x)[0], y).backward()
+        opt.step()
+    return model.eval(), x, y, mnist.train.X[1000:1000 + 2 * DENSITY_REFERENCE + 300]
+
+
+def test_margin_streams_to_the_exact_top_k(setup):
+    model, x, y, pool = setup
+    picked, scores = metaal.select(make_strategy("margin"), model, pool, 15, x, y, 10, batch_size=333,
+                                   device="cpu", return_scores=True)
+    with torch.no_grad():
+        p = model(pool)[0].softmax(-1).topk(2, -1).values
+    expected = (-(p[:, 0] - p[:, 1])).topk(15).indices
+    assert torch.equal(picked, expected)
+    assert (scores[:-1] >= scores[1:]).all()
+
+
+def test_policy_result_does_not_depend_on_the_batch_size(setup):
+    model, x, y, pool = setup  # larger than the reference subset: features use the estimates
+    policy = PolicyStrategy(PolicyNet(hidden=16))
+    a = metaal.select(policy, model, pool, 20, x, y, 10, batch_size=257, device="cpu")
+    b = metaal.select(policy, model, pool, 20, x, y, 10, batch_size=len(pool), device="cpu")
+    assert torch.equal(a, b) and a.unique().numel() == 20 and a.max() < len(pool)
+
+
+def test_dataloader_pool_matches_tensor_pool(setup):
+    model, x, y, pool = setup
+    policy = PolicyStrategy(PolicyNet(hidden=16))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(pool, torch.zeros(len(pool))), batch_size=500)
+    assert torch.equal(metaal.select(policy, model, loader, 12, x, y, 10, device="cpu"),
+                       metaal.select(policy, model, pool, 12, x, y, 10, device="cpu"))
+
+
+def test_mc_dropout_feeds_disagreement(setup):
+    model, x, y, pool = setup
+    picked = metaal.select(make_strategy("bald"), model, pool[:500], 5, x, y, 10, mc_passes=6, device="cpu")
+    assert picked.unique().numel() == 5
+    assert not model.training  # dropout switched back off
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m, x, y, p: metaal.select(make_strategy("coreset"), m, p, 5, x, y, 10), "selects jointly"),
+    (lambda m, x, y, p: metaal.select(make_strategy("margin"), m, p[:0], 5, x, y, 10), "pool is empty"),
+    (lambda m, x, y, p: metaal.select(make_strategy("margin"), m, p[:4], 5, x, y, 10), "k=5 samples from a pool of 4"),
+    (lambda m, x, y, p: metaal.select(make_strategy("margin"), m, p, 5, x, y, 3), r"class ids in 0\.\.2"),
+    (lambda m, x, y, p: metaal.select(make_strategy("margin"), m, p, 5, x[:0], y[:0], 10), "non-zero number"),
+    (lambda m, x, y, p: metaal.select(make_strategy("margin"), m,
+                                      torch.utils.data.DataLoader(p, batch_size=10, shuffle=True), 5, x, y, 10),
+     "must not shuffle"),
+    (lambda m, x, y, p: metaal.select(make_strategy("bald"), torch.nn.Sequential(torch.nn.Flatten(),
+                                      torch.nn.Linear(784, 10)), p, 5, x, y, 10, mc_passes=2), "needs dropout"),
+])
+def test_bad_input_is_a_clear_error(setup, call, message):
+    model, x, y, pool = setup
+    with pytest.raises(ValueError, match=message):
+        call(model, x, y, pool)
+
+
+def test_readme_example_runs(monkeypatch, data_root, capsys):
+    readme = (REPO / "README.md").read_text()
+    code = re.search(r"<!-- example: own-loop -->\n```python\n(.*?)```", readme, re.S).group(1)
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("METAAL_DATA_ROOT", str(data_root))
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    picked = namespace["picked"]
+    assert picked.shape == (10,) and picked.unique().numel() == 10 and picked.max() < 20000

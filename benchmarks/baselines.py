@@ -15,7 +15,6 @@ saw (e.g. held-out digits on seeds other than those it was validated on). Also r
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
@@ -23,9 +22,9 @@ import torch
 from metaal import __version__
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
 from metaal.features import local_density
-from metaal.learners import LogisticRegression, make_learner
-from metaal.loop import run_active_learning
-from metaal.metrics import (Curves, aulc, plot_learning_curves, summarize, summary_markdown, write_curves_csv,
+from metaal.evaluate import compare_strategies
+from metaal.learners import LogisticRegression
+from metaal.metrics import (aulc, plot_learning_curves, summarize, summary_markdown, write_curves_csv,
                             write_summary_json)
 from metaal.policy import load_policy
 from metaal.strategies import STRATEGIES, make_strategy
@@ -58,29 +57,22 @@ def main():
                        pool_per_class=args.pool_per_class, eval_per_class=args.eval_per_class)
     seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
     classes = [int(c) for c in args.classes.split(",")] if args.classes else None
-    episodes = EpisodeSampler(dataset, spec, classes=classes).sample_batch(seeds)  # all seeds in one batch
     strategies = {name: make_strategy(name) for name in args.strategies.split(",") if name != "policy"}
     if args.policy:
         strategies = {"policy": load_policy(args.policy, device="cpu"), **strategies}
+    curves, selected, seconds = compare_strategies(dataset, spec, strategies, seeds, args.rounds, args.k,
+                                                   args.learner, classes=classes)
 
     # Diagnostic: how typical is what a strategy picks? Percentile (0-100) of each pick's
     # local pool density within its episode, in the fast head's input space; random ~ 50.
-    prepared = LogisticRegression().prepare(episodes.pool_x, torch.Generator().manual_seed(0))
-    pool_embedding = prepared.sets["pool"]
+    pool_x = EpisodeSampler(dataset, spec, classes=classes).sample_batch(seeds).pool_x
+    pool_embedding = LogisticRegression().prepare(pool_x, torch.Generator().manual_seed(0)).sets["pool"]
     density_rank = local_density(pool_embedding).argsort(1).argsort(1).float() / (pool_embedding.shape[1] - 1) * 100
-
-    accuracy, seconds, pick_density = {}, {}, {}
-    for name, strategy in strategies.items():
-        start = time.perf_counter()
-        result = run_active_learning(episodes, make_learner(args.learner), strategy,
-                                     rounds=args.rounds, k=args.k, seed=0, progress=True)
-        seconds[name] = round(time.perf_counter() - start, 2)
-        accuracy[name] = result.accuracy.numpy()
-        pick_density[name] = round(float(torch.gather(density_rank, 1, result.selected.flatten(1)).mean()), 1)
-        print(f"{name:<18} AULC {aulc(result.accuracy, result.n_labeled).mean():.4f}  density percentile of picks "
-              f"{pick_density[name]:5.1f}  ({seconds[name]} s)")
-
-    curves = Curves(accuracy=accuracy, n_labeled=result.n_labeled.numpy(), seeds=seeds)
+    pick_density = {name: round(float(torch.gather(density_rank, 1, picks.flatten(1)).mean()), 1)
+                    for name, picks in selected.items()}
+    for name in strategies:
+        print(f"{name:<18} AULC {aulc(curves.accuracy[name], curves.n_labeled).mean():.4f}  density percentile "
+              f"of picks {pick_density[name]:5.1f}  ({seconds[name]} s)")
     summary = summarize(curves)
     summary["config"] = vars(args) | {"spec": vars(spec), "metaal": __version__, "torch": torch.__version__}
     summary["seconds_per_strategy"] = seconds

@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from metaal.config import ConfigError, help_text, load_config
+from metaal.config import help_text, load_config
 from metaal.errors import MetaalError
 from metaal.metatrain import MetaTrainConfig, MetaTrainer
 

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from metaal.config import ConfigError, to_dict

@@ -1,0 +1,88 @@
+"""experiments/transfer.py end to end: a real held-out dataset, user .npz files, bad input."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from metaal.data import load_dataset
+from metaal.tracking import read_offline_run
+from tests.conftest import REPO
+
+SCRIPT = REPO / "experiments" / "transfer.py"
+POLICY = REPO / "benchmarks" / "results" / "meta_train_default" / "policy.pt"
+SMALL = ["--seeds", "3", "--rounds", "4", "--batch-size", "3", "--pool-size", "120", "--eval-size", "200",
+         "--no-progress", "--device", "cpu"]
+
+
+def transfer(tmp_path, *args, wandb_mode="disabled"):
+    env = {**os.environ, "WANDB_DATA_DIR": str(tmp_path / "wandb-data"), "WANDB_CACHE_DIR": str(tmp_path / "wc"),
+           "WANDB_CONFIG_DIR": str(tmp_path / "wcfg")}
+    env.pop("WANDB_API_KEY", None)
+    return subprocess.run([sys.executable, str(SCRIPT), "--wandb-mode", wandb_mode, *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_transfer_to_a_held_out_dataset(tmp_path, data_root):
+    out = tmp_path / "kmnist"
+    result = transfer(tmp_path, "--policy", str(POLICY), "--dataset", "kmnist", "--data-root", str(data_root),
+                      "--out", str(out), "--strategies", "policy,margin,random", *SMALL, wandb_mode="offline")
+    assert result.returncode == 0, result.stderr
+    assert "| policy |" in result.stdout
+    with open(out / "curves.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["strategy", "seed", "round", "n_labeled", "accuracy"]
+    assert len(rows) == 3 * 3 * 5  # strategies x seeds x (rounds + 1)
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["strategies"]) == {"policy", "margin", "random"}
+    assert {"aulc_mean", "aulc_std"} <= set(summary["strategies"]["policy"])
+    pairs = {(c["strategy"], c["baseline"]) for c in summary["comparisons"]}
+    assert pairs == {("policy", "margin"), ("policy", "random")}
+    assert {"mean_difference", "ci_low", "ci_high", "wins", "ties", "losses"} <= set(summary["comparisons"][0])
+    assert summary["config"]["spec"]["n_ways"] == 10  # all classes of KMNIST
+    assert (out / "learning_curves.png").stat().st_size > 0
+    run = read_offline_run(next((out / "wandb").glob("offline-run-*")))
+    assert run["config"]["dataset_name"] == "kmnist" and any("aulc/policy" in h for h in run["history"])
+
+
+@pytest.mark.parametrize("labels", ["binary", "strings"])
+def test_transfer_to_a_user_npz(tmp_path, data_root, labels):
+    ds = load_dataset("wdbc" if labels == "binary" else "waveform", data_root)
+    X, y = ds.train.X.numpy(), ds.train.y.numpy()
+    if labels == "strings":  # 3 features dropped, string class names: any shape of tabular data works
+        X, y = X[:, 3:], np.array(["low", "high"])[y]
+    np.savez(tmp_path / "mine.npz", X=X, y=y)
+    out = tmp_path / "out"
+    result = transfer(tmp_path, "--policy", str(POLICY), "--dataset", str(tmp_path / "mine.npz"), "--out", str(out),
+                      *SMALL)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["spec"]["n_ways"] == 2 and summary["config"]["dataset_name"] == "mine"
+    assert 0.5 < summary["strategies"]["policy"]["aulc_mean"] <= 1
+
+
+def test_unreadable_dataset_is_a_clear_error(tmp_path):
+    (tmp_path / "broken.npz").write_bytes(b"nope")
+    result = transfer(tmp_path, "--policy", str(POLICY), "--dataset", str(tmp_path / "broken.npz"),
+                      "--out", str(tmp_path / "o"), *SMALL)
+    assert result.returncode == 2 and "broken.npz is not a readable .npz file" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_unloadable_policy_is_a_clear_error(tmp_path, data_root):
+    (tmp_path / "p.pt").write_text("not a checkpoint")
+    result = transfer(tmp_path, "--policy", str(tmp_path / "p.pt"), "--dataset", "heart", "--data-root",
+                      str(data_root), "--out", str(tmp_path / "o"), *SMALL)
+    assert result.returncode == 2 and "p.pt is not a readable checkpoint" in result.stderr
+    result = transfer(tmp_path, "--dataset", "heart", "--data-root", str(data_root), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "pass --policy PATH" in result.stderr
+
+
+def test_budget_larger_than_the_pool(tmp_path, data_root):
+    result = transfer(tmp_path, "--dataset", "heart", "--data-root", str(data_root), "--out", str(tmp_path / "o"),
+                      "--strategies", "margin", "--pool-size", "40", "--rounds", "10", "--batch-size", "5")
+    assert result.returncode == 2 and "exceed the pool of 40" in result.stderr

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from metaal.device import resolve_device
-from metaal.features import compute_features, density_from_knn, knn_distance, reference_subset
+from metaal.features import compute_features, density_from_knn, knn_distance, nearest_distance, reference_subset
 from metaal.learners import Prediction
 from metaal.strategies import QueryContext, Strategy
 
@@ -126,7 +126,7 @@ def select(strategy: Strategy, model: nn.Module, pool, k: int, labeled_x: torch.
     ref_index = ref_index.to(device)
     ref_knn = knn_distance(reference.embedding, reference.embedding, ref_index, ref_index)
     knn_scale = ref_knn.median(-1, keepdim=True).values
-    labeled_scale = torch.cdist(reference.embedding, labeled).min(-1).values.median(-1, keepdim=True).values
+    labeled_scale = nearest_distance(reference.embedding, labeled).median(-1, keepdim=True).values
 
     def features(pred: Prediction, density: torch.Tensor) -> torch.Tensor:
         return compute_features(pred, labeled, labeled_y, num_classes, budget_used, density=density,

@@ -22,10 +22,9 @@ import torch
 from metaal import __version__
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
 from metaal.features import local_density
-from metaal.evaluate import compare_strategies
+from metaal.evaluate import compare_strategies, write_comparison
 from metaal.learners import LogisticRegression
-from metaal.metrics import (aulc, plot_learning_curves, summarize, summary_markdown, write_curves_csv,
-                            write_summary_json)
+from metaal.metrics import aulc, summarize, summary_markdown
 from metaal.policy import load_policy
 from metaal.strategies import STRATEGIES, make_strategy
 
@@ -77,11 +76,8 @@ def main():
     summary["config"] = vars(args) | {"spec": vars(spec), "metaal": __version__, "torch": torch.__version__}
     summary["seconds_per_strategy"] = seconds
     summary["pick_density_percentile"] = pick_density
-    write_summary_json(summary, out / "summary.json")
-    write_curves_csv(curves, out / "curves.csv")
-    plot_learning_curves(curves, out / "learning_curves.png",
-                         title=f"{args.dataset}: {args.n_ways}-way, pool {spec.n_ways * spec.pool_per_class}, "
-                               f"k={args.k}, {args.seeds} seeds")
+    write_comparison(out, curves, summary, title=f"{args.dataset}: {args.n_ways}-way, pool "
+                                                 f"{spec.n_ways * spec.pool_per_class}, k={args.k}, {args.seeds} seeds")
     table = summary_markdown(summary)
     table += "\n| strategy | density percentile of picks (random ~ 50) |\n|---|---|\n"
     table += "".join(f"| {name} | {value} |\n" for name, value in pick_density.items())

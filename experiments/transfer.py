@@ -28,8 +28,8 @@ from metaal import __version__
 from metaal.data import load_dataset
 from metaal.device import resolve_device
 from metaal.errors import MetaalError
-from metaal.evaluate import compare_strategies, episode_spec_for
-from metaal.metrics import plot_learning_curves, summarize, summary_markdown, write_curves_csv, write_summary_json
+from metaal.evaluate import compare_strategies, episode_spec_for, write_comparison
+from metaal.metrics import summarize, summary_markdown
 from metaal.policy import load_policy
 from metaal.strategies import STRATEGIES, make_strategy
 from metaal.tracking import Tracker
@@ -81,16 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     summary = summarize(curves, reference="policy" if "policy" in strategies else None)
     summary["config"] = vars(args) | {"spec": vars(spec), "dataset_name": dataset.name, "metaal": __version__,
                                       "torch": torch.__version__, "device": str(device)}
     summary["seconds_per_strategy"] = seconds
-    write_curves_csv(curves, out / "curves.csv")
-    write_summary_json(summary, out / "summary.json")
-    plot_learning_curves(curves, out / "learning_curves.png",
-                         title=f"{dataset.name}: {spec.n_ways}-way, pool {spec.n_ways * spec.pool_per_class}, "
-                               f"k={args.batch_size}, {args.seeds} seeds")
+    write_comparison(out, curves, summary, title=f"{dataset.name}: {spec.n_ways}-way, pool "
+                                                 f"{spec.n_ways * spec.pool_per_class}, k={args.batch_size}, {args.seeds} seeds")
     with Tracker(summary["config"], out, mode=args.wandb_mode, job_type="transfer",
                  name=f"transfer-{dataset.name}") as tracker:
         tracker.log({f"aulc/{name}": s["aulc_mean"] for name, s in summary["strategies"].items()}, step=0)

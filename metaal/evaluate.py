@@ -4,13 +4,14 @@ episodes of a target dataset, learning curves in, paired comparisons out."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 
 from metaal.data import Dataset, EpisodeSampler, EpisodeSpec
 from metaal.learners import make_learner
 from metaal.loop import run_active_learning
-from metaal.metrics import Curves
+from metaal.metrics import Curves, plot_learning_curves, write_curves_csv, write_summary_json
 from metaal.strategies import Strategy
 
 
@@ -49,3 +50,11 @@ def compare_strategies(dataset: Dataset, spec: EpisodeSpec, strategies: dict[str
         seconds[name] = round(time.perf_counter() - start, 2)
         accuracy[name], selected[name] = result.accuracy.numpy(), result.selected
     return Curves(accuracy=accuracy, n_labeled=result.n_labeled.numpy(), seeds=seeds), selected, seconds
+
+
+def write_comparison(out: Path, curves: Curves, summary: dict, title: str) -> None:
+    """The protocol's files: curves.csv, summary.json and learning_curves.png in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_curves_csv(curves, out / "curves.csv")
+    write_summary_json(summary, out / "summary.json")
+    plot_learning_curves(curves, out / "learning_curves.png", title=title)

@@ -16,14 +16,15 @@ from metaal.strategies import Strategy
 
 
 def episode_spec_for(dataset: Dataset, n_ways: int | None = None, pool_size: int = 500, eval_size: int = 1000,
-                     initial_per_class: int = 1) -> EpisodeSpec:
-    """A balanced episode shape for `dataset`: n_ways classes (default: all), about pool_size
-    pool and eval_size evaluation samples, capped by what its smallest class holds."""
-    n_ways = dataset.num_classes if n_ways is None else n_ways
-    if not 2 <= n_ways <= dataset.num_classes:
-        raise ValueError(f"n_ways must be in 2..{dataset.num_classes} for {dataset.name}, got {n_ways}")
-    smallest_train = int(torch.bincount(dataset.train.y, minlength=dataset.num_classes).min())
-    smallest_test = int(torch.bincount(dataset.test.y, minlength=dataset.num_classes).min())
+                     initial_per_class: int = 1, classes=None) -> EpisodeSpec:
+    """A balanced episode shape for `dataset` (or its `classes`): n_ways classes (default: all),
+    about pool_size pool and eval_size evaluation samples, capped by its smallest class."""
+    classes = list(range(dataset.num_classes)) if classes is None else list(classes)
+    n_ways = len(classes) if n_ways is None else n_ways
+    if not 2 <= n_ways <= len(classes):
+        raise ValueError(f"n_ways must be in 2..{len(classes)} for {dataset.name}, got {n_ways}")
+    smallest_train = int(torch.bincount(dataset.train.y, minlength=dataset.num_classes)[classes].min())
+    smallest_test = int(torch.bincount(dataset.test.y, minlength=dataset.num_classes)[classes].min())
     pool_per_class = min(pool_size // n_ways, smallest_train - initial_per_class)
     if pool_per_class < 1:
         raise ValueError(f"{dataset.name}'s smallest class has {smallest_train} training samples: too few for "

@@ -1,0 +1,181 @@
+"""The transfer table: does the frozen policy beat margin sampling on datasets it never saw?
+
+    python benchmarks/transfer_table.py --data-root ../shared/data [--policy PATH] [--seeds 20] \
+        [--datasets name,...] [--note "what changed"]
+
+For every held-out target below, the policy, the baselines and the one-step greedy oracle
+(the reference: how much of the margin -> oracle gap does the policy close?) run on the same
+seeded episodes (seeds 10000.., never used in meta-training or validation). Writes to --out
+(default benchmarks/results/transfer_table/): table.json (per target: AULC per strategy,
+paired comparisons of the policy, gap closed; and the aggregate), table.md, and appends the
+aggregate with --note to history.json, so every attempt's result is kept.
+
+Targets: image sets in 5-way episodes (pool 500, k=5, 20 rounds); Omniglot's Sanskrit and
+Tagalog alphabets (kept out of meta-training by convention; 5-way, pool 70, k=5, 10 rounds);
+the tabular sets in binary episodes (pool up to 200, k=2, 15 rounds). MNIST digits 5-9 were
+the default policy's validation classes: held out of training, but used to pick the
+checkpoint, so that row is marked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from metaal import __version__
+from metaal.data import load_dataset, split_classes
+from metaal.evaluate import compare_strategies, episode_spec_for
+from metaal.metrics import aulc, summarize, write_summary_json
+from metaal.oracle import OneStepOracle
+from metaal.policy import load_policy
+from metaal.strategies import make_strategy
+
+HERE = Path(__file__).parent
+SEED_OFFSET = 10_000
+BASELINES = "margin,entropy,least_confidence,bald,coreset,badge,random"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    dataset: str
+    n_ways: int
+    pool_size: int
+    rounds: int
+    k: int
+    classes: tuple | None = None   # class ids or names; None: all
+    by_group: bool = False
+    eval_size: int = 1000
+    note: str = ""
+
+
+IMAGE = dict(n_ways=5, pool_size=500, rounds=20, k=5)
+TABULAR = dict(n_ways=2, pool_size=200, rounds=15, k=2, eval_size=400)
+TARGETS = [
+    Target("fashion_mnist", "fashion_mnist", **IMAGE),
+    Target("kmnist", "kmnist", **IMAGE),
+    Target("mnist_digits_5-9", "mnist", classes=(5, 6, 7, 8, 9), note="validation classes of the default policy",
+           **IMAGE),
+    Target("omniglot_sanskrit_tagalog", "omniglot", n_ways=5, pool_size=70, rounds=10, k=5,
+           classes=("Sanskrit", "Tagalog"), by_group=True, eval_size=25),
+    *[Target(name, name, **TABULAR) for name in
+      ("adult", "australian", "breast_cancer", "diabetis", "flare_solar", "german", "heart", "mushrooms",
+       "waveform", "wdbc", "checkerboard2x2", "checkerboard4x4", "rotated_checkerboard2x2", "heart_scale")],
+]
+
+
+def run_target(target: Target, policy, baselines: list[str], seeds: list[int], oracle_candidates: int,
+               data_root, progress: bool) -> dict:
+    dataset = load_dataset(target.dataset, data_root)
+    classes = None
+    if target.classes is not None:
+        classes = split_classes(dataset, list(target.classes), by_group=target.by_group).held_out
+    spec = episode_spec_for(dataset, target.n_ways, target.pool_size, target.eval_size, classes=classes)
+    strategies = {"policy": policy, **{name: make_strategy(name) for name in baselines}}
+    if oracle_candidates:
+        strategies["oracle"] = OneStepOracle(oracle_candidates)
+    curves, _, seconds = compare_strategies(dataset, spec, strategies, seeds, target.rounds, target.k,
+                                            classes=classes, progress=progress)
+    summary = summarize(curves, reference="policy")
+    scores = {name: float(aulc(acc, curves.n_labeled).mean()) for name, acc in curves.accuracy.items()}
+    if "oracle" in scores and "margin" in scores and scores["oracle"] > scores["margin"]:
+        summary["gap_closed"] = (scores["policy"] - scores["margin"]) / (scores["oracle"] - scores["margin"])
+    else:
+        summary["gap_closed"] = None
+    summary["target"] = vars(target) | {"spec": vars(spec)}
+    summary["seconds_per_strategy"] = seconds
+    return summary
+
+
+def aggregate(results: dict[str, dict]) -> dict:
+    vs_margin = {name: next(c for c in r["comparisons"] if c["baseline"] == "margin") for name, r in results.items()}
+    gaps = [r["gap_closed"] for r in results.values() if r["gap_closed"] is not None]
+    return {
+        "targets": len(results),
+        "policy_above_margin": sum(c["mean_difference"] > 0 for c in vs_margin.values()),
+        "policy_significantly_above_margin": sum(c["ci_low"] > 0 for c in vs_margin.values()),
+        "policy_significantly_below_margin": sum(c["ci_high"] < 0 for c in vs_margin.values()),
+        "mean_difference_vs_margin": float(np.mean([c["mean_difference"] for c in vs_margin.values()])),
+        "mean_gap_closed": float(np.mean(gaps)) if gaps else None,
+    }
+
+
+def markdown(results: dict[str, dict], agg: dict) -> str:
+    head = "| target | policy | margin | oracle | Δ vs margin [95% CI] | W/T/L | gap closed | best baseline |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        st = r["strategies"]
+        c = next(c for c in r["comparisons"] if c["baseline"] == "margin")
+        oracle = f"{st['oracle']['aulc_mean']:.4f}" if "oracle" in st else ""
+        gap = f"{r['gap_closed']:+.2f}" if r["gap_closed"] is not None else ""
+        best = max((s for s in st if s not in ("policy", "oracle")), key=lambda s: st[s]["aulc_mean"])
+        mark = " *" if r["target"]["note"] else ""
+        lines.append(f"| {name}{mark} | {st['policy']['aulc_mean']:.4f} ± {st['policy']['aulc_std']:.4f} | "
+                     f"{st['margin']['aulc_mean']:.4f} | {oracle} | {c['mean_difference']:+.4f} "
+                     f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] | {c['wins']}/{c['ties']}/{c['losses']} | {gap} | "
+                     f"{best} {st[best]['aulc_mean']:.4f} |")
+    gap = f"{agg['mean_gap_closed']:+.2f}" if agg["mean_gap_closed"] is not None else "n/a"
+    lines.append("")
+    lines.append(f"Policy above margin on {agg['policy_above_margin']}/{agg['targets']} targets "
+                 f"({agg['policy_significantly_above_margin']} significantly; "
+                 f"{agg['policy_significantly_below_margin']} significantly below); mean paired AULC difference "
+                 f"{agg['mean_difference_vs_margin']:+.4f}; mean share of the margin-oracle gap closed {gap}.")
+    if any(r["target"]["note"] for r in results.values()):
+        lines.append("\\* " + "; ".join(f"{n}: {r['target']['note']}" for n, r in results.items() if r["target"]["note"]))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--policy", default=str(HERE / "results" / "meta_train_default" / "policy.pt"))
+    parser.add_argument("--datasets", default=",".join(t.name for t in TARGETS), help="comma-separated targets")
+    parser.add_argument("--baselines", default=BASELINES)
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--oracle-candidates", type=int, default=64, help="0: no oracle reference")
+    parser.add_argument("--rounds", type=int, default=None, help="override every target's rounds (quick runs)")
+    parser.add_argument("--note", default="", help="what changed since the last attempt (kept in history.json)")
+    parser.add_argument("--out", default=str(HERE / "results" / "transfer_table"))
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    known = {t.name: t for t in TARGETS}
+    unknown = [d for d in args.datasets.split(",") if d not in known]
+    if unknown:
+        parser.error(f"unknown targets {unknown}; known: {', '.join(known)}")
+    policy = load_policy(args.policy, device="cpu")
+    seeds = list(range(SEED_OFFSET, SEED_OFFSET + args.seeds))
+    results = {}
+    for name in args.datasets.split(","):
+        target = known[name]
+        if args.rounds is not None:
+            target = Target(**{**vars(target), "rounds": args.rounds})
+        results[name] = run_target(target, policy, args.baselines.split(","), seeds, args.oracle_candidates,
+                                   args.data_root, not args.no_progress)
+        c = next(c for c in results[name]["comparisons"] if c["baseline"] == "margin")
+        print(f"{name:<28} policy - margin {c['mean_difference']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]",
+              flush=True)
+    agg = aggregate(results)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = vars(args) | {"metaal": __version__, "torch": torch.__version__}
+    write_summary_json({"aggregate": agg, "targets": results, "config": config}, out / "table.json")
+    table = markdown(results, agg)
+    (out / "table.md").write_text(table)
+    history_path = out / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.exists() else []
+    history.append({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "note": args.note, "policy": args.policy, "seeds": args.seeds, "targets": list(results),
+                    "aggregate": agg})
+    history_path.write_text(json.dumps(history, indent=2) + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

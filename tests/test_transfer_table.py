@@ -1,0 +1,35 @@
+"""A reduced transfer table (2 targets, 3 seeds): a test of the pipeline, not of the numbers."""
+
+import importlib.util
+import json
+import sys
+
+from tests.conftest import REPO
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("transfer_table", REPO / "benchmarks" / "transfer_table.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the script runs
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reduced_transfer_table(tmp_path, data_root):
+    table = load_script()
+    args = ["--data-root", str(data_root), "--datasets", "heart,omniglot_sanskrit_tagalog", "--seeds", "3",
+            "--rounds", "3", "--oracle-candidates", "8", "--out", str(tmp_path), "--no-progress"]
+    table.main([*args, "--note", "first"])
+    table.main([*args, "--note", "second"])
+    result = json.loads((tmp_path / "table.json").read_text())
+    assert set(result["targets"]) == {"heart", "omniglot_sanskrit_tagalog"}
+    heart = result["targets"]["heart"]
+    assert {"policy", "margin", "random", "badge", "oracle"} <= set(heart["strategies"])
+    assert {c["baseline"] for c in heart["comparisons"]} >= {"margin", "random", "oracle"}
+    assert heart["target"]["spec"]["n_ways"] == 2
+    omniglot = result["targets"]["omniglot_sanskrit_tagalog"]["target"]["spec"]
+    assert omniglot["n_ways"] == 5 and omniglot["pool_per_class"] == 14
+    assert result["aggregate"]["targets"] == 2
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [h["note"] for h in history] == ["first", "second"]  # every attempt is kept
+    assert "| heart |" in (tmp_path / "table.md").read_text()

@@ -7,8 +7,9 @@ For every held-out target below, the policy, the baselines and the one-step gree
 (the reference: how much of the margin -> oracle gap does the policy close?) run on the same
 seeded episodes (seeds 10000.., never used in meta-training or validation). Writes to --out
 (default benchmarks/results/transfer_table/): table.json (per target: AULC per strategy,
-paired comparisons of the policy, gap closed; and the aggregate), table.md, and appends the
-aggregate with --note to history.json, so every attempt's result is kept.
+paired comparisons of the policy, gap closed; and the aggregate) and table.md, and appends the
+aggregate with --note to --history (default: that folder's history.json, shared by every
+attempt, whatever its --out), so every attempt's result is kept.
 
 Targets: image sets in 5-way episodes (pool 500, k=5, 20 rounds); Omniglot's Sanskrit and
 Tagalog alphabets (kept out of meta-training by convention; 5-way, pool 70, k=5, 10 rounds);
@@ -142,6 +143,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=None, help="override every target's rounds (quick runs)")
     parser.add_argument("--note", default="", help="what changed since the last attempt (kept in history.json)")
     parser.add_argument("--out", default=str(HERE / "results" / "transfer_table"))
+    parser.add_argument("--history", default=str(HERE / "results" / "transfer_table" / "history.json"),
+                        help="JSON list every run appends its aggregate to (one history for all attempts)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -168,10 +171,10 @@ def main(argv=None):
     write_summary_json({"aggregate": agg, "targets": results, "config": config}, out / "table.json")
     table = markdown(results, agg)
     (out / "table.md").write_text(table)
-    history_path = out / "history.json"
+    history_path = Path(args.history)
     history = json.loads(history_path.read_text()) if history_path.exists() else []
     history.append({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                    "note": args.note, "policy": args.policy, "seeds": args.seeds, "targets": list(results),
+                    "note": args.note, "policy": args.policy, "table": str(out), "seeds": args.seeds, "targets": list(results),
                     "aggregate": agg})
     history_path.write_text(json.dumps(history, indent=2) + "\n")
     print(table)

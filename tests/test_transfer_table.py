@@ -18,7 +18,8 @@ def load_script():
 def test_reduced_transfer_table(tmp_path, data_root):
     table = load_script()
     args = ["--data-root", str(data_root), "--datasets", "heart,omniglot_sanskrit_tagalog", "--seeds", "3",
-            "--rounds", "3", "--oracle-candidates", "8", "--out", str(tmp_path), "--no-progress"]
+            "--rounds", "3", "--oracle-candidates", "8", "--out", str(tmp_path), "--no-progress",
+            "--history", str(tmp_path / "history.json")]
     table.main([*args, "--note", "first"])
     table.main([*args, "--note", "second"])
     result = json.loads((tmp_path / "table.json").read_text())

@@ -41,7 +41,7 @@ def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, mc_passes:
         x = x.pin_memory()
     x = x.to(device, non_blocking=True)
     out = model(x)
-    logits, embedding = out if isinstance(out, (tuple, list)) else (out, out)
+    logits, embedding = (out[0], out[1]) if isinstance(out, (tuple, list)) else (out, out)
     if logits.ndim != 2:
         raise ValueError(f"the model should return logits of shape (batch, classes); got {tuple(logits.shape)}")
     members = None
@@ -52,15 +52,16 @@ def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, mc_passes:
         for m in dropouts:
             m.train()
         try:
-            members = torch.stack([_logits(model(x)).softmax(-1) for _ in range(mc_passes)])[None]
+            members = torch.stack([_first(model(x)).softmax(-1) for _ in range(mc_passes)])[None]
         finally:
             for m in dropouts:
                 m.eval()
     return Prediction(logits.float().softmax(-1)[None], members, embedding.flatten(1).float()[None])
 
 
-def _logits(out):
-    return out[0] if isinstance(out, (tuple, list)) else out
+def _first(value):
+    """x from a batch that may be (x, y, ...); logits from a model output that may be (logits, embedding)."""
+    return value[0] if isinstance(value, (tuple, list)) else value
 
 
 def _batches(pool, batch_size: int) -> Iterator[tuple[int, torch.Tensor]]:
@@ -70,7 +71,7 @@ def _batches(pool, batch_size: int) -> Iterator[tuple[int, torch.Tensor]]:
         return
     start = 0
     for batch in pool:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x = _first(batch)
         yield start, x
         start += len(x)
 
@@ -80,8 +81,7 @@ def _rows(pool, index: torch.Tensor) -> torch.Tensor:
     if torch.is_tensor(pool):
         return pool[index]
     items = [pool.dataset[int(i)] for i in index]
-    batch = pool.collate_fn(items)
-    return batch[0] if isinstance(batch, (tuple, list)) else batch
+    return _first(pool.collate_fn(items))
 
 
 def _pool_size(pool) -> int:

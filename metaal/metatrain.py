@@ -38,7 +38,7 @@ from metaal.loop import run_active_learning
 from metaal.metrics import Curves, aulc, plot_learning_curves, summarize, write_summary_json
 from metaal.oracle import candidate_gains, sample_candidates
 from metaal.policy import PolicyNet, PolicyStrategy, atomic_save, save_policy
-from metaal.strategies import QueryContext, Strategy, check_query, make_strategy
+from metaal.strategies import QueryContext, Strategy, check_query, gumbel_top_k, make_strategy
 from metaal.tracking import Tracker
 
 
@@ -155,13 +155,6 @@ class MetaTrainConfig:
 
 
 # ---------------------------------------------------------------------------- trainer pieces
-
-def gumbel_top_k(scores: torch.Tensor, k: int, noise: torch.Tensor) -> torch.Tensor:
-    """An ordered sample of k items without replacement from Plackett-Luce(softmax(scores)),
-    given uniform noise of the same shape; unavailable items carry -inf scores."""
-    gumbel = -torch.log(-torch.log(noise.clamp(1e-12, 1 - 1e-7)))
-    return (scores + gumbel).topk(k, dim=1).indices
-
 
 def plackett_luce_log_prob(scores: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
     """(B,) log-probability of drawing the ordered picks (B, k) without replacement."""

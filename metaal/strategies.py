@@ -63,6 +63,13 @@ def check_query(ctx: QueryContext, k: int) -> None:
                          "(in the episode with the fewest); lower k or the number of rounds")
 
 
+def gumbel_top_k(scores: torch.Tensor, k: int, noise: torch.Tensor) -> torch.Tensor:
+    """(B, k) ordered sample without replacement from Plackett-Luce(softmax(scores)), given
+    uniform noise of the same shape (the Gumbel-max trick; -inf scores are never drawn)."""
+    gumbel = -torch.log(-torch.log(noise.clamp(1e-12, 1 - 1e-7)))
+    return (scores + gumbel).topk(k, dim=1).indices
+
+
 class Strategy:
     name: str = "base"
 
@@ -179,8 +186,7 @@ class BADGE(Strategy):
             # Sample proportionally to d2 among available samples (uniformly when all d2 are 0),
             # via the Gumbel-max trick so the CPU generator serves any device.
             weight = torch.where(d2.sum(1, keepdim=True) > 0, d2, torch.ones_like(d2)).masked_fill(~available, 0)
-            gumbel = -torch.log(-torch.log(ctx.uniform().clamp(1e-12, 1 - 1e-7)))
-            pick = (weight.log() + gumbel).argmax(1)
+            pick = gumbel_top_k(weight.log(), 1, ctx.uniform())[:, 0]
             chosen.append(pick)
         return torch.stack(chosen, 1)
 

@@ -17,8 +17,9 @@ from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
 from metaal.features import SCHEMA
 from metaal.learners import LogisticRegression
 from metaal.loop import run_active_learning
-from metaal.metatrain import (MetaTrainConfig, MetaTrainer, discounted_returns, gumbel_top_k, imitation_loss,
+from metaal.metatrain import (MetaTrainConfig, MetaTrainer, discounted_returns, imitation_loss,
                               plackett_luce_log_prob)
+from metaal.strategies import gumbel_top_k
 from metaal.policy import PolicyNet, load_policy
 from metaal.tracking import read_offline_run
 

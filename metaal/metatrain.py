@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from metaal.config import ConfigError, to_dict
-from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset, split_classes
+from metaal.data import SYNTHETIC, EpisodeSampler, EpisodeSpec, SyntheticTaskSampler, load_dataset, split_classes
 from metaal.device import resolve_device
 from metaal.learners import LogisticRegression
 from metaal.loop import run_active_learning
@@ -50,12 +50,15 @@ def _help(text: str, **kwargs):
 
 @dataclass
 class SourceConfig:
-    dataset: str = _help("dataset name or path", default="mnist")
+    dataset: str = _help("dataset name or path, or 'synthetic' for random Gaussian-mixture tasks", default="mnist")
     held_out: list[int | str] = _help(
         "classes (ids or names; alphabets when by_group) never used for meta-training", default_factory=list)
     by_group: bool = _help("held_out names class groups (Omniglot alphabets)", default=False)
     pool_per_class: int | None = _help("override episode.pool_per_class for this source", default=None)
     eval_per_class: int | None = _help("override episode.eval_per_class for this source", default=None)
+    n_ways: int | None = _help("override episode.n_ways for this source (e.g. 2: binary tasks)", default=None)
+    rounds: int | None = _help("override loop.rounds for this source", default=None)
+    k: int | None = _help("override loop.k for this source", default=None)
 
 
 @dataclass
@@ -116,10 +119,18 @@ class TrainerConfig:
     gamma: float = _help("reinforce: discount of later gains (0 = immediate gain only)", default=0.9)
     candidates: int = _help("oracle: candidates whose true gain is measured per state", default=32)
     target_temperature: float = _help("oracle: tau of the softmax(gain / tau) ranking target", default=0.01)
+    loss: Literal["listwise", "regression"] = _help(
+        "oracle: listwise (cross-entropy to softmax(gain / tau)) or regression (the scores, centred per state, "
+        "fit the centred gains in units of their batch std: the greedy policy needs E[gain | features])",
+        default="listwise")
+    top_candidates: float = _help("oracle: share of the candidates taken from the policy's own top scores (the "
+                                  "rest uniform): the ranking that matters is at the top of the pool", default=0.0)
 
     def validate(self):
         if self.steps < 1 or self.episodes_per_step < 1 or self.candidates < 2:
             raise ValueError("steps and episodes_per_step must be >= 1, candidates >= 2")
+        if not 0 <= self.top_candidates <= 1:
+            raise ValueError("top_candidates is a share in [0, 1]")
         if self.temperature <= 0 or self.target_temperature <= 0 or not 0 <= self.gamma <= 1:
             raise ValueError("temperatures must be > 0 and gamma in [0, 1]")
 
@@ -172,6 +183,14 @@ def imitation_loss(candidate_scores: torch.Tensor, gains: torch.Tensor, tau: flo
     return -(target * candidate_scores.log_softmax(-1)).sum(-1).mean()
 
 
+def regression_loss(candidate_scores: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+    """Squared error between scores and gains, both centred per state (only the ranking
+    within a state matters), the gains in units of their std over the batch."""
+    gains = gains - gains.mean(-1, keepdim=True)
+    gains = gains / gains.std().clamp_min(1e-8)
+    return (candidate_scores - candidate_scores.mean(-1, keepdim=True) - gains).square().mean()
+
+
 def discounted_returns(gains: torch.Tensor, gamma: float) -> torch.Tensor:
     """(B, T) per-round gains -> sum over t' >= t of gamma^(t'-t) gain(t')."""
     returns = torch.zeros_like(gains)
@@ -204,17 +223,27 @@ class _ImitatingPolicy(Strategy):
 
     name = "policy-imitating"
 
-    def __init__(self, net: PolicyNet, n_candidates: int, tau: float):
-        self.net, self.n_candidates, self.tau, self.losses, self.agreement = net, n_candidates, tau, [], []
+    def __init__(self, net: PolicyNet, n_candidates: int, tau: float, top_share: float = 0.0,
+                 loss: str = "listwise"):
+        self.net, self.n_candidates, self.tau, self.top_share, self.loss = net, n_candidates, tau, top_share, loss
+        self.candidate_scores, self.gains, self.agreement = [], [], []
+
+    def objective(self) -> torch.Tensor:
+        """The loss over every state visited in the rollout."""
+        scores, gains = torch.cat(self.candidate_scores), torch.cat(self.gains)
+        if self.loss == "listwise":
+            return imitation_loss(scores, gains, self.tau)
+        return regression_loss(scores, gains)
 
     def select(self, ctx: QueryContext, k: int) -> torch.Tensor:
         check_query(ctx, k)
-        candidates = sample_candidates(ctx, self.n_candidates)
+        scores = self.net(ctx.features, ctx.available)
+        candidates = sample_candidates(ctx, self.n_candidates, prefer=scores.detach(), top_share=self.top_share)
         with torch.no_grad():
             gains = candidate_gains(ctx.simulation, candidates)
-        scores = self.net(ctx.features, ctx.available)
         candidate_scores = scores.gather(1, candidates)
-        self.losses.append(imitation_loss(candidate_scores, gains, self.tau))
+        self.candidate_scores.append(candidate_scores)
+        self.gains.append(gains)
         # how often the policy's favourite candidate is among the oracle's best
         favourite = gains.gather(1, candidate_scores.argmax(1, keepdim=True)).squeeze(1)
         self.agreement.append((favourite >= gains.max(1).values - 1e-9).float().mean())
@@ -222,6 +251,12 @@ class _ImitatingPolicy(Strategy):
 
 
 # ---------------------------------------------------------------------------- the run
+
+def _override(source: SourceConfig | None, key: str, default_section) -> int:
+    """The source's own value of `key` where it sets one, else the config section's."""
+    value = getattr(source, key) if source is not None else None
+    return getattr(default_section, key) if value is None else value
+
 
 class MetaTrainer:
     """Builds the samplers, the policy and the optimizer from a config; `run` trains."""
@@ -245,12 +280,13 @@ class MetaTrainer:
 
     def _spec(self, source: SourceConfig | None = None) -> EpisodeSpec:
         e = self.cfg.episode
-        pool = source.pool_per_class if source and source.pool_per_class is not None else e.pool_per_class
-        evals = source.eval_per_class if source and source.eval_per_class is not None else e.eval_per_class
-        return EpisodeSpec(n_ways=e.n_ways, initial_per_class=e.initial_per_class, pool_per_class=pool,
-                           eval_per_class=evals)
+        return EpisodeSpec(n_ways=_override(source, "n_ways", e), initial_per_class=e.initial_per_class,
+                           pool_per_class=_override(source, "pool_per_class", e),
+                           eval_per_class=_override(source, "eval_per_class", e))
 
-    def _source_sampler(self, source: SourceConfig, data_root) -> EpisodeSampler:
+    def _source_sampler(self, source: SourceConfig, data_root) -> EpisodeSampler | SyntheticTaskSampler:
+        if source.dataset == SYNTHETIC:
+            return SyntheticTaskSampler(self._spec(source), device=self.device)
         dataset = load_dataset(source.dataset, data_root)
         classes = tuple(range(dataset.num_classes))
         if source.held_out:
@@ -274,17 +310,19 @@ class MetaTrainer:
 
     def train_step(self) -> dict[str, float]:
         cfg, step = self.cfg, self.step
+        source = cfg.data.sources[step % len(self.sources)]
         sampler = self.sources[step % len(self.sources)]
+        rounds, k = _override(source, "rounds", cfg.loop), _override(source, "k", cfg.loop)
         first = (cfg.seed * 100_003 + step) * cfg.trainer.episodes_per_step
         episodes = sampler.sample_batch(range(first, first + cfg.trainer.episodes_per_step))
         rollout_seed = cfg.seed * 1_000_003 + step
         self.net.train()
         if cfg.trainer.name == "reinforce":
             policy = _SamplingPolicy(self.net, cfg.trainer.temperature)
-            result = run_active_learning(episodes, self.learner, policy, cfg.loop.rounds, cfg.loop.k, seed=rollout_seed)
+            result = run_active_learning(episodes, self.learner, policy, rounds, k, seed=rollout_seed)
             with torch.no_grad():
-                base = run_active_learning(episodes, self.learner, make_strategy("margin"), cfg.loop.rounds,
-                                           cfg.loop.k, seed=rollout_seed)
+                base = run_active_learning(episodes, self.learner, make_strategy("margin"), rounds, k,
+                                           seed=rollout_seed)
             advantage = (discounted_returns(result.accuracy.diff(dim=1), cfg.trainer.gamma)
                          - discounted_returns(base.accuracy.diff(dim=1), cfg.trainer.gamma)).to(self.device)
             advantage = advantage / (advantage.std() + 1e-6)
@@ -293,9 +331,10 @@ class MetaTrainer:
                        "reward/aulc_vs_margin": float(aulc(result.accuracy, result.n_labeled).mean()
                                                       - aulc(base.accuracy, base.n_labeled).mean())}
         else:
-            policy = _ImitatingPolicy(self.net, cfg.trainer.candidates, cfg.trainer.target_temperature)
-            result = run_active_learning(episodes, self.learner, policy, cfg.loop.rounds, cfg.loop.k, seed=rollout_seed)
-            loss = torch.stack(policy.losses).mean()
+            policy = _ImitatingPolicy(self.net, cfg.trainer.candidates, cfg.trainer.target_temperature,
+                                      cfg.trainer.top_candidates, cfg.trainer.loss)
+            result = run_active_learning(episodes, self.learner, policy, rounds, k, seed=rollout_seed)
+            loss = policy.objective()
             metrics = {"reward/aulc": float(aulc(result.accuracy, result.n_labeled).mean()),
                        "oracle/agreement": float(torch.stack(policy.agreement).mean())}
         self.optimizer.zero_grad()

@@ -33,11 +33,17 @@ def candidate_gains(sim: Simulation, candidates: torch.Tensor) -> torch.Tensor:
     return correct.float().mean(1).view(B, M) - sim.accuracy[:, None]
 
 
-def sample_candidates(ctx: QueryContext, m: int) -> torch.Tensor:
-    """(B, m) distinct available pool samples drawn uniformly (all of them if fewer remain)."""
+def sample_candidates(ctx: QueryContext, m: int, prefer: torch.Tensor | None = None,
+                      top_share: float = 0.0) -> torch.Tensor:
+    """(B, m) distinct available pool samples (all of them if fewer remain): the
+    round(top_share * m) highest by `prefer` (B, pool) scores, the rest drawn uniformly."""
     check_query(ctx, 1)
     m = min(m, int(ctx.available.sum(1).min()))
     noise = ctx.uniform().masked_fill(~ctx.available, -1.0)
+    n_top = round(top_share * m) if prefer is not None else 0
+    if n_top:
+        top = prefer.masked_fill(~ctx.available, float("-inf")).topk(n_top, dim=1).indices
+        noise = noise.scatter(1, top, 2.0)  # above every uniform draw, so they are always kept
     return noise.topk(m, dim=1).indices
 
 

@@ -18,7 +18,7 @@ from metaal.features import SCHEMA
 from metaal.learners import LogisticRegression
 from metaal.loop import run_active_learning
 from metaal.metatrain import (MetaTrainConfig, MetaTrainer, discounted_returns, imitation_loss,
-                              plackett_luce_log_prob)
+                              plackett_luce_log_prob, regression_loss, SourceConfig)
 from metaal.strategies import gumbel_top_k
 from metaal.policy import PolicyNet, load_policy
 from metaal.tracking import read_offline_run
@@ -90,7 +90,8 @@ def test_reinforce_learns_to_pick_what_pays():
     assert before < 0.7 and after > 0.8
 
 
-def test_imitation_learns_the_oracle_ranking():
+@pytest.mark.parametrize("loss", ["listwise", "regression"])
+def test_imitation_learns_the_oracle_ranking(loss):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
     net = PolicyNet(hidden=16, context=False)
@@ -105,13 +106,23 @@ def test_imitation_learns_the_oracle_ranking():
     losses = []
     for _ in range(150):
         features, gains = toy_features(g)
-        loss = imitation_loss(net(features, available), gains, tau=0.05)
+        scores = net(features, available)
+        loss = imitation_loss(scores, gains, tau=0.05) if loss == "listwise" else regression_loss(scores, gains)
         losses.append(loss.item())
         opt.zero_grad()
         loss.backward()
         opt.step()
     assert before < 0.3 and top1_agreement() > 0.8
     assert sum(losses[-10:]) < sum(losses[:10])
+
+
+def test_regression_loss_ignores_each_states_offset_and_the_gains_unit():
+    gains = torch.tensor([[0.0, 0.1, 0.3], [0.2, 0.2, 0.5]])
+    centred = gains - gains.mean(1, keepdim=True)
+    perfect = centred / centred.std() + torch.tensor([[5.0], [-2.0]])  # any per-state offset
+    assert regression_loss(perfect, gains).item() < 1e-10
+    assert regression_loss(perfect, gains * 7).item() < 1e-10
+    assert regression_loss(-perfect, gains).item() > 1
 
 
 # ------------------------------------------------------------------ a real smoke run
@@ -176,6 +187,20 @@ def test_reinforce_smoke_run(tmp_path, data_root):
     assert len(log["steps"]) == 3 and all("reward/aulc_vs_margin" in s for s in log["steps"])
     assert summary["best_val_aulc"] > 0
     assert not (tmp_path / "run" / "wandb").exists()
+
+
+def test_synthetic_source_with_its_own_episode_shape(tmp_path, data_root):
+    """A mix of a real source and binary synthetic tasks with their own rounds and k."""
+    cfg = load_config(MetaTrainConfig, SMOKE, ["--trainer.steps", "4", "--validation.every", "4",
+                                               "--wandb.mode", "disabled", "--trainer.loss", "regression",
+                                               "--trainer.top_candidates", "0.5"])
+    cfg.data.sources.append(SourceConfig(dataset="synthetic", n_ways=2, rounds=6, k=2))
+    trainer = MetaTrainer(cfg, tmp_path / "run", data_root=data_root)
+    trainer.run(progress=False)
+    log = json.loads((tmp_path / "run" / "log.json").read_text())
+    assert len(log["steps"]) == 4 and all(torch.isfinite(torch.tensor(s["loss"])) for s in log["steps"])
+    binary = trainer.sources[1].sample_batch([0])
+    assert binary.classes.shape == (1, 2) and binary.pool_x.shape[1] == 2 * cfg.episode.pool_per_class
 
 
 # ------------------------------------------------------------------ resume

@@ -68,3 +68,19 @@ def test_oracle_needs_the_simulator(batch):
                        available=torch.ones(4, 150, dtype=torch.bool), generator=torch.Generator())
     with pytest.raises(ValueError, match="needs the simulator's labels"):
         OneStepOracle().select(ctx, 2)
+
+
+def test_candidates_mix_the_preferred_top_with_uniform_draws():
+    from metaal.oracle import sample_candidates
+    B, m = 4, 50
+    available = torch.ones(B, m, dtype=torch.bool)
+    available[:, :5] = False  # already labeled: never a candidate, however preferred
+    prefer = torch.arange(m, dtype=torch.float).flip(0).expand(B, m)  # sample 0 preferred most
+    ctx = QueryContext(pool=None, features=torch.zeros(B, m, 1), labeled_embedding=torch.zeros(B, 1, 1),
+                       available=available, generator=torch.Generator().manual_seed(0))
+    picked = sample_candidates(ctx, 10, prefer=prefer, top_share=0.5)
+    for row in picked:
+        assert len(row.unique()) == 10 and available[0, row].all()
+        assert set(range(5, 10)) <= set(row.tolist())  # the 5 most preferred available samples
+    uniform = sample_candidates(ctx, 10)
+    assert not all(set(range(5, 10)) <= set(row.tolist()) for row in uniform)

@@ -2,8 +2,10 @@
 
 from metaal.data.datasets import DATASETS, Dataset, Part, load_dataset, make_dataset, resolve_data_root
 from metaal.data.episodes import ClassSplit, Episode, EpisodeSampler, EpisodeSpec, split_classes
+from metaal.data.synthetic import SYNTHETIC, SyntheticTaskSampler
 
 __all__ = [
     "DATASETS", "Dataset", "Part", "load_dataset", "make_dataset", "resolve_data_root",
     "ClassSplit", "Episode", "EpisodeSampler", "EpisodeSpec", "split_classes",
+    "SYNTHETIC", "SyntheticTaskSampler",
 ]

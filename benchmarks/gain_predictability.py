@@ -1,0 +1,156 @@
+"""How much of the one-step oracle's advantage can any policy on the SCHEMA features recover?
+
+    python benchmarks/gain_predictability.py --data-root ../shared/data [--episodes 32] [--datasets a,b]
+
+A diagnostic for issue 6, not a strategy. On every transfer-table target (episode shapes
+from benchmarks/transfer_table.py, but seeds 20000.., which the table never uses) margin
+sampling runs the loop; at every round, 64 candidates (the 16 with the smallest margin plus
+48 drawn uniformly) get their true one-step accuracy gain, as the oracle trainer sees them.
+Then, per target, models of the gain are fitted on the states of half the episodes and tested
+on the other half:
+  - linear: least squares on the features (both centred per state),
+  - mlp: a PolicyNet (no pool context) trained with the oracle trainer's regression loss.
+Fitted on the target itself, they are an upper bound for a policy meta-trained elsewhere.
+
+Reported per target (test half): R^2 of the per-state-centred gains, and the mean true gain
+of the candidate each scorer ranks first (oracle = the best candidate, random = the mean
+candidate, margin, linear, mlp), plus the share of the oracle's top-1 advantage over margin
+that the fitted models recover. Writes benchmarks/results/gain_predictability/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from metaal.data import EpisodeSampler, load_dataset, split_classes
+from metaal.evaluate import episode_spec_for
+from metaal.features import SCHEMA
+from metaal.learners import LogisticRegression
+from metaal.loop import run_active_learning
+from metaal.metatrain import regression_loss
+from metaal.oracle import candidate_gains, sample_candidates
+from metaal.policy import PolicyNet
+from metaal.strategies import QueryContext, Strategy, make_strategy
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from transfer_table import TARGETS  # noqa: E402 - the table's own targets and episode shapes
+
+SEED_OFFSET = 20_000
+CANDIDATES, TOP = 64, 16
+
+
+class RecordingMargin(Strategy):
+    """Margin sampling that records, at every state, candidates' features and true gains."""
+
+    name = "margin-recording"
+
+    def __init__(self, candidates: int):
+        self.margin, self.candidates, self.features, self.gains = make_strategy("margin"), candidates, [], []
+
+    def select(self, ctx: QueryContext, k: int) -> torch.Tensor:
+        margin_score = self.margin.score(ctx)
+        candidates = sample_candidates(ctx, self.candidates, prefer=margin_score, top_share=TOP / CANDIDATES)
+        rows = torch.arange(candidates.shape[0])[:, None]
+        self.features.append(ctx.features[rows, candidates])
+        self.gains.append(candidate_gains(ctx.simulation, candidates))
+        return self.margin.select(ctx, k)
+
+
+def states(target, episodes: int, data_root) -> tuple[torch.Tensor, torch.Tensor]:
+    """features (E, S, M, F) and gains (E, S, M) of S states of E episodes."""
+    dataset = load_dataset(target.dataset, data_root)
+    classes = None
+    if target.classes is not None:
+        classes = split_classes(dataset, list(target.classes), by_group=target.by_group).held_out
+    spec = episode_spec_for(dataset, target.n_ways, target.pool_size, target.eval_size, classes=classes)
+    batch = EpisodeSampler(dataset, spec, classes=classes).sample_batch(range(SEED_OFFSET, SEED_OFFSET + episodes))
+    # as many candidates at every state, also in the last round of a small pool
+    recorder = RecordingMargin(min(CANDIDATES, spec.n_ways * spec.pool_per_class - (target.rounds - 1) * target.k))
+    run_active_learning(batch, LogisticRegression(), recorder, target.rounds, target.k, seed=0)
+    return torch.stack(recorder.features, 1), torch.stack(recorder.gains, 1)
+
+
+def centred(t: torch.Tensor) -> torch.Tensor:
+    return t - t.mean(-2 if t.ndim == 4 else -1, keepdim=True)
+
+
+def fit_linear(features, gains):
+    x, y = centred(features).reshape(-1, features.shape[-1]), centred(gains).reshape(-1, 1)
+    weights = torch.linalg.lstsq(x.double(), y.double(), rcond=None).solution.float()
+    return lambda f: (f @ weights).squeeze(-1)
+
+
+def fit_mlp(features, gains, steps: int = 400):
+    torch.manual_seed(0)
+    net = PolicyNet(hidden=64, context=False)
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    f, g = features.flatten(0, 1), gains.flatten(0, 1)
+    available = torch.ones(g.shape, dtype=torch.bool)
+    for _ in range(steps):
+        loss = regression_loss(net(f, available), g)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    net.eval()
+    return lambda x: net(x.flatten(0, 1), torch.ones(x.shape[:-1], dtype=torch.bool).flatten(0, 1)).view(x.shape[:-1])
+
+
+def margin_scorer(features: torch.Tensor) -> torch.Tensor:
+    return -features[..., SCHEMA.index("margin")]
+
+
+def evaluate(scorers: dict, features, gains) -> dict:
+    g = centred(gains)
+    out = {"oracle": float(gains.max(-1).values.mean()), "random": float(gains.mean())}
+    for name, scorer in scorers.items():
+        with torch.no_grad():
+            score = scorer(features)
+        out[name] = float(gains.gather(-1, score.argmax(-1, keepdim=True)).mean())
+        if name != "margin":
+            s = centred(score)
+            scale = (s * g).sum() / (s * s).sum().clamp_min(1e-12)  # best scale: R^2 of the ranking signal
+            out[f"r2_{name}"] = float(1 - ((g - scale * s) ** 2).sum() / (g ** 2).sum())
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--episodes", type=int, default=32, help="per target; half fit, half test")
+    parser.add_argument("--datasets", default=",".join(t.name for t in TARGETS))
+    parser.add_argument("--out", default=str(HERE / "results" / "gain_predictability"))
+    args = parser.parse_args(argv)
+    wanted = args.datasets.split(",")
+    results = {}
+    for target in (t for t in TARGETS if t.name in wanted):
+        start = time.perf_counter()
+        features, gains = states(target, args.episodes, args.data_root)
+        half = args.episodes // 2
+        train, test = (features[:half], gains[:half]), (features[half:], gains[half:])
+        scorers = {"margin": margin_scorer, "linear": fit_linear(*train), "mlp": fit_mlp(*train)}
+        r = evaluate(scorers, *test)
+        advantage = r["oracle"] - r["margin"]
+        for name in ("linear", "mlp"):
+            r[f"recovered_{name}"] = (r[name] - r["margin"]) / advantage if advantage > 0 else None
+        r["states"], r["seconds"] = int(gains[half:].shape[0] * gains.shape[1]), round(time.perf_counter() - start, 1)
+        results[target.name] = r
+        print(f"{target.name:28s} top-1 gain: oracle {r['oracle']:+.4f} margin {r['margin']:+.4f} "
+              f"linear {r['linear']:+.4f} mlp {r['mlp']:+.4f} random {r['random']:+.4f} | "
+              f"R2 linear {r['r2_linear']:.3f} mlp {r['r2_mlp']:.3f}", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"command": "python benchmarks/gain_predictability.py " + " ".join(argv or sys.argv[1:]),
+            "episodes": args.episodes, "candidates": CANDIDATES, "top_by_margin": TOP, "seed_offset": SEED_OFFSET}
+    (out / "results.json").write_text(json.dumps({"meta": meta, "targets": results}, indent=2) + "\n")
+    print(f"wrote {out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -40,6 +40,37 @@ def test_gains_equal_retraining_by_hand(batch):
             assert gains[b, j] == pytest.approx(float(acc - sim.accuracy[b]), abs=1e-6)
 
 
+def test_pool_gains_equal_retraining_by_hand(batch):
+    learner = LogisticRegression(n_members=0)
+    sim = simulation(batch, learner)
+    candidates = torch.tensor([[0, 7, 30], [1, 2, 3], [149, 50, 9], [4, 5, 6]])
+    gains = candidate_gains(sim, candidates, on="pool")
+    before = learner.fit(sim.prepared, batch.labeled_x, batch.labeled_y, 5).predict_prepared("pool")
+    correct_before = before.probs.argmax(-1) == batch.pool_y
+    for b in range(4):
+        for j in range(3):
+            i = int(candidates[b, j])
+            x = torch.cat([batch.labeled_x, batch.pool_x[:, i:i + 1]], 1)
+            y = torch.cat([batch.labeled_y, batch.pool_y[:, i:i + 1]], 1)
+            correct = learner.fit(sim.prepared, x, y, 5).predict_prepared("pool").probs.argmax(-1)[b] == batch.pool_y[b]
+            others = torch.arange(150) != i  # the candidate's own label is no gain
+            expected = (correct[others].float() - correct_before[b, others].float()).mean()
+            assert gains[b, j] == pytest.approx(float(expected), abs=1e-6)
+
+
+def test_pool_oracle_never_reads_the_evaluation_labels(batch):
+    from dataclasses import replace
+    learner = LogisticRegression(n_members=2)
+    scrambled = replace(batch, eval_y=batch.eval_y.roll(1, dims=1))
+    picks = [run_active_learning(b, learner, OneStepOracle(16, on="pool"), rounds=3, k=2).selected
+             for b in (batch, scrambled)]
+    assert torch.equal(*picks)
+    test_set = [run_active_learning(b, learner, OneStepOracle(16), rounds=3, k=2).selected for b in (batch, scrambled)]
+    assert not torch.equal(*test_set)  # the test-set oracle does: the check above can fail
+    with pytest.raises(ValueError, match="measured on one of"):
+        OneStepOracle(on="test")
+
+
 def test_oracle_picks_its_largest_gains(batch):
     learner = LogisticRegression(n_members=0)
     sim = simulation(batch, learner)

@@ -25,7 +25,8 @@ def test_reduced_transfer_table(tmp_path, data_root):
     result = json.loads((tmp_path / "table.json").read_text())
     assert set(result["targets"]) == {"heart", "omniglot_sanskrit_tagalog"}
     heart = result["targets"]["heart"]
-    assert {"policy", "margin", "random", "badge", "oracle"} <= set(heart["strategies"])
+    assert {"policy", "margin", "random", "badge", "oracle", "pool_oracle"} <= set(heart["strategies"])
+    assert {"gap_closed", "gap_closed_pool"} <= set(heart)
     assert {c["baseline"] for c in heart["comparisons"]} >= {"margin", "random", "oracle"}
     assert heart["target"]["spec"]["n_ways"] == 2
     omniglot = result["targets"]["omniglot_sanskrit_tagalog"]["target"]["spec"]
@@ -34,3 +35,4 @@ def test_reduced_transfer_table(tmp_path, data_root):
     history = json.loads((tmp_path / "history.json").read_text())
     assert [h["note"] for h in history] == ["first", "second"]  # every attempt is kept
     assert "| heart |" in (tmp_path / "table.md").read_text()
+    assert {"mean_gap_closed", "mean_gap_closed_pool"} <= set(result["aggregate"])

@@ -3,12 +3,14 @@
     python benchmarks/transfer_table.py --data-root ../shared/data [--policy PATH] [--seeds 20] \
         [--datasets name,...] [--note "what changed"]
 
-For every held-out target below, the policy, the baselines and two one-step greedy oracles
-(the references: how much of the margin -> oracle gap does the policy close?) run on the same
-seeded episodes (seeds 10000.., never used in meta-training or validation). The oracles label
-the candidates whose label raises accuracy most: "oracle" measures that on the evaluation
-set the table reports (so part of its lead is fitted to those test samples), "pool_oracle"
-on the pool's own true labels (it never sees a test sample: a lead a strategy could reach).
+For every held-out target below, the policy, the baselines and three one-step lookahead
+references run on the same seeded episodes (seeds 10000.., never used in meta-training or
+validation). Each labels the candidates (64 random ones per round) whose label raises
+accuracy most: "oracle" measures that on the evaluation set the table reports (it knows the
+labels and fits its test samples), "pool_oracle" on the pool's own true labels (it never
+sees a test sample, but knows each candidate's label), "expected_gain" averages it over the
+model's belief about the label (label-free, like any real strategy). "Gap closed" is the
+share of an oracle's lead over margin that the policy closes.
 Writes to --out (default benchmarks/results/transfer_table/): table.json (per target: AULC per strategy,
 paired comparisons of the policy, gap closed; and the aggregate) and table.md, and appends the
 aggregate with --note to --history (default: that folder's history.json, shared by every
@@ -36,14 +38,15 @@ from metaal import __version__
 from metaal.data import load_dataset, split_classes
 from metaal.evaluate import compare_strategies, episode_spec_for
 from metaal.metrics import aulc, summarize, write_summary_json
-from metaal.oracle import GAIN_SETS, OneStepOracle
+from metaal.oracle import GAIN_SETS, ExpectedGain, OneStepOracle
 from metaal.policy import load_policy
 from metaal.strategies import make_strategy
 
 HERE = Path(__file__).parent
 SEED_OFFSET = 10_000
 BASELINES = "margin,entropy,least_confidence,bald,coreset,badge,random"
-ORACLES = {"oracle": "gap_closed", "pool_oracle": "gap_closed_pool"}  # reference -> its gap-closed key
+ORACLES = {"oracle": "gap_closed", "pool_oracle": "gap_closed_pool"}  # oracle -> its gap-closed key
+REFERENCES = (*ORACLES, "expected_gain")  # the lookahead references: not baselines
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,8 @@ def run_target(target: Target, policy, baselines: list[str], seeds: list[int], o
     spec = episode_spec_for(dataset, target.n_ways, target.pool_size, target.eval_size, classes=classes)
     strategies = {"policy": policy, **{name: make_strategy(name) for name in baselines}}
     if oracle_candidates:
-        strategies |= {o.name: o for o in (OneStepOracle(oracle_candidates, on=on) for on in GAIN_SETS)}
+        references = [*(OneStepOracle(oracle_candidates, on=on) for on in GAIN_SETS), ExpectedGain(oracle_candidates)]
+        strategies |= {r.name: r for r in references}
     curves, _, seconds = compare_strategies(dataset, spec, strategies, seeds, target.rounds, target.k,
                                             classes=classes, progress=progress)
     summary = summarize(curves, reference="policy")
@@ -99,9 +103,15 @@ def run_target(target: Target, policy, baselines: list[str], seeds: list[int], o
 
 def aggregate(results: dict[str, dict]) -> dict:
     vs_margin = {name: next(c for c in r["comparisons"] if c["baseline"] == "margin") for name, r in results.items()}
+
     def mean_gap(key):
         gaps = [r[key] for r in results.values() if r.get(key) is not None]
         return float(np.mean(gaps)) if gaps else None
+
+    def reference_vs_margin(name):
+        diffs = [r["strategies"][name]["aulc_mean"] - r["strategies"]["margin"]["aulc_mean"]
+                 for r in results.values() if name in r["strategies"]]
+        return {"above_margin": sum(d > 0 for d in diffs), "mean_difference": float(np.mean(diffs))} if diffs else None
 
     return {
         "targets": len(results),
@@ -110,6 +120,7 @@ def aggregate(results: dict[str, dict]) -> dict:
         "policy_significantly_below_margin": sum(c["ci_high"] < 0 for c in vs_margin.values()),
         "mean_difference_vs_margin": float(np.mean([c["mean_difference"] for c in vs_margin.values()])),
         **{f"mean_{key}": mean_gap(key) for key in ORACLES.values()},
+        "references_vs_margin": {name: reference_vs_margin(name) for name in REFERENCES},
     }
 
 
@@ -118,19 +129,20 @@ def markdown(results: dict[str, dict], agg: dict) -> str:
         return empty if value is None else format(value, form)
 
     head = ("| target | policy | margin | Δ vs margin [95% CI] | W/T/L | oracle | gap closed | pool oracle "
-            "| gap closed (pool) | best baseline |")
-    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
+            "| gap closed (pool) | expected gain | best baseline |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         st = r["strategies"]
         c = next(c for c in r["comparisons"] if c["baseline"] == "margin")
         oracles = " | ".join(f"{number(st.get(o, {}).get('aulc_mean'), '.4f')} | {number(r.get(key), '+.2f')}"
                              for o, key in ORACLES.items())
-        best = max((s for s in st if s != "policy" and s not in ORACLES), key=lambda s: st[s]["aulc_mean"])
+        best = max((s for s in st if s != "policy" and s not in REFERENCES), key=lambda s: st[s]["aulc_mean"])
         mark = " *" if r["target"]["note"] else ""
         lines.append(f"| {name}{mark} | {st['policy']['aulc_mean']:.4f} ± {st['policy']['aulc_std']:.4f} | "
                      f"{st['margin']['aulc_mean']:.4f} | {c['mean_difference']:+.4f} "
                      f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] | {c['wins']}/{c['ties']}/{c['losses']} | "
-                     f"{oracles} | {best} {st[best]['aulc_mean']:.4f} |")
+                     f"{oracles} | {number(st.get('expected_gain', {}).get('aulc_mean'), '.4f')} | "
+                     f"{best} {st[best]['aulc_mean']:.4f} |")
     lines.append("")
     lines.append(f"Policy above margin on {agg['policy_above_margin']}/{agg['targets']} targets "
                  f"({agg['policy_significantly_above_margin']} significantly; "
@@ -138,6 +150,10 @@ def markdown(results: dict[str, dict], agg: dict) -> str:
                  f"{agg['mean_difference_vs_margin']:+.4f}; mean share of the margin-oracle gap closed "
                  f"{number(agg['mean_gap_closed'], '+.2f', 'n/a')} (test-set oracle), "
                  f"{number(agg['mean_gap_closed_pool'], '+.2f', 'n/a')} (pool oracle).")
+    references = [f"{name} {v['mean_difference']:+.4f} (above margin on {v['above_margin']}/{agg['targets']})"
+                  for name, v in agg["references_vs_margin"].items() if v is not None]
+    if references:
+        lines.append(f"Mean AULC difference to margin of the lookahead references: {'; '.join(references)}.")
     if any(r["target"]["note"] for r in results.values()):
         lines.append("\\* " + "; ".join(f"{n}: {r['target']['note']}" for n, r in results.items() if r["target"]["note"]))
     return "\n".join(lines) + "\n"
@@ -150,7 +166,8 @@ def main(argv=None):
     parser.add_argument("--datasets", default=",".join(t.name for t in TARGETS), help="comma-separated targets")
     parser.add_argument("--baselines", default=BASELINES)
     parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--oracle-candidates", type=int, default=64, help="per round, for each oracle; 0: no oracles")
+    parser.add_argument("--oracle-candidates", type=int, default=64,
+                        help="candidates per round of each lookahead reference; 0: no references")
     parser.add_argument("--rounds", type=int, default=None, help="override every target's rounds (quick runs)")
     parser.add_argument("--note", default="", help="what changed since the last attempt (kept in history.json)")
     parser.add_argument("--out", default=str(HERE / "results" / "transfer_table"))

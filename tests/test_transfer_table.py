@@ -25,7 +25,7 @@ def test_reduced_transfer_table(tmp_path, data_root):
     result = json.loads((tmp_path / "table.json").read_text())
     assert set(result["targets"]) == {"heart", "omniglot_sanskrit_tagalog"}
     heart = result["targets"]["heart"]
-    assert {"policy", "margin", "random", "badge", "oracle", "pool_oracle"} <= set(heart["strategies"])
+    assert {"policy", "margin", "random", "badge", "oracle", "pool_oracle", "expected_gain"} <= set(heart["strategies"])
     assert {"gap_closed", "gap_closed_pool"} <= set(heart)
     assert {c["baseline"] for c in heart["comparisons"]} >= {"margin", "random", "oracle"}
     assert heart["target"]["spec"]["n_ways"] == 2
@@ -36,3 +36,4 @@ def test_reduced_transfer_table(tmp_path, data_root):
     assert [h["note"] for h in history] == ["first", "second"]  # every attempt is kept
     assert "| heart |" in (tmp_path / "table.md").read_text()
     assert {"mean_gap_closed", "mean_gap_closed_pool"} <= set(result["aggregate"])
+    assert result["aggregate"]["references_vs_margin"]["expected_gain"]["above_margin"] in (0, 1, 2)

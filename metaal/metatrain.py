@@ -37,7 +37,7 @@ from metaal.learners import LogisticRegression
 from metaal.loop import run_active_learning
 from metaal.metrics import Curves, aulc, plot_learning_curves, summarize, write_summary_json
 from metaal.oracle import candidate_gains, sample_candidates
-from metaal.policy import PolicyNet, PolicyStrategy, atomic_save, save_policy
+from metaal.policy import PolicyNet, PolicyStrategy, atomic_save, load_policy, save_policy
 from metaal.strategies import QueryContext, Strategy, check_query, gumbel_top_k, make_strategy
 from metaal.tracking import Tracker
 
@@ -106,6 +106,8 @@ class PolicyConfig:
     init_scale: float = _help("margin start: score = -init_scale * margin. Keep it near the target's "
                               "scale: a steep start spends the first steps flattening, scrambling the ranking",
                               default=1.0)
+    init_from: str | None = _help("a policy.pt to start from instead of `init` (fine-tuning, e.g. with another "
+                                  "trainer); its hidden and context must match these", default=None)
 
 
 @dataclass
@@ -269,14 +271,24 @@ class MetaTrainer:
         self.sources = [self._source_sampler(s, data_root) for s in cfg.data.sources]
         self.validation = self._validation_sampler(data_root)
         torch.manual_seed(cfg.seed)
-        self.net = PolicyNet(hidden=cfg.policy.hidden, context=cfg.policy.context)
-        if cfg.policy.init == "margin":
-            self.net.init_as_heuristic("margin", sign=-1.0, scale=cfg.policy.init_scale)
+        self.net = self._initial_net()
         self.net.to(self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.trainer.lr)
         self.step, self.best, self.log = 0, -1.0, {"steps": [], "validation": []}
         self.run_id = None
         self._baseline_curves: dict | None = None  # validation curves of the baselines: they never change
+
+    def _initial_net(self) -> PolicyNet:
+        p = self.cfg.policy
+        net = PolicyNet(hidden=p.hidden, context=p.context)
+        if p.init_from is None:
+            return net.init_as_heuristic("margin", sign=-1.0, scale=p.init_scale) if p.init == "margin" else net
+        start = load_policy(p.init_from, device="cpu").net  # refuses foreign or incompatible files
+        if start.hparams != net.hparams:
+            raise ConfigError(f"policy.init_from {p.init_from} is a network with {start.hparams}, but the config "
+                              f"asks for hidden={p.hidden}, context={p.context}; set policy.hidden and "
+                              f"policy.context to match it")
+        return start.train()
 
     def _spec(self, source: SourceConfig | None = None) -> EpisodeSpec:
         e = self.cfg.episode

@@ -60,7 +60,8 @@ def _refit(sim: Simulation, candidates: torch.Tensor, labels: torch.Tensor, on: 
 
 def _current(sim: Simulation) -> torch.Tensor:
     """(B, m, C) pool probabilities of the learner on the current labeled set, refitted as _refit does."""
-    return _predicting(sim.learner).fit(sim.prepared, sim.labeled_x, sim.labeled_y, sim.num_classes).predict_prepared("pool").probs
+    fitted = _predicting(sim.learner).fit(sim.prepared, sim.labeled_x, sim.labeled_y, sim.num_classes)
+    return fitted.predict_prepared("pool").probs
 
 
 def candidate_gains(sim: Simulation, candidates: torch.Tensor, on: str = "eval") -> torch.Tensor:

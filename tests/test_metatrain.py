@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from metaal.config import ConfigError, load_config
+from metaal.errors import MetaalError
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
 from metaal.features import SCHEMA
 from metaal.learners import LogisticRegression
@@ -201,6 +202,25 @@ def test_synthetic_source_with_its_own_episode_shape(tmp_path, data_root):
     assert len(log["steps"]) == 4 and all(torch.isfinite(torch.tensor(s["loss"])) for s in log["steps"])
     binary = trainer.sources[1].sample_batch([0])
     assert binary.classes.shape == (1, 2) and binary.pool_x.shape[1] == 2 * cfg.episode.pool_per_class
+
+
+def test_fine_tuning_starts_from_the_given_policy(tmp_path, data_root, smoke_run):
+    start = smoke_run[0] / "policy.pt"  # hidden 16, context, per smoke.yaml
+    cfg = load_config(MetaTrainConfig, SMOKE, ["--trainer.name", "reinforce", "--trainer.steps", "1",
+                                               "--validation.every", "1", "--wandb.mode", "disabled",
+                                               "--policy.init_from", str(start)])
+    trainer = MetaTrainer(cfg, tmp_path / "run", data_root=data_root)
+    before = load_policy(start, device="cpu").net.state_dict()
+    assert all(torch.equal(v.cpu(), before[k]) for k, v in trainer.net.state_dict().items())
+    trainer.run(progress=False)
+    assert any(not torch.equal(v.cpu(), before[k]) for k, v in trainer.net.state_dict().items())
+
+    wider = load_config(MetaTrainConfig, SMOKE, ["--policy.hidden", "32", "--policy.init_from", str(start)])
+    with pytest.raises(ConfigError, match="set policy.hidden and policy.context to match"):
+        MetaTrainer(wider, tmp_path / "wider", data_root=data_root)
+    missing = load_config(MetaTrainConfig, SMOKE, ["--policy.init_from", str(tmp_path / "nope.pt")])
+    with pytest.raises(MetaalError, match="no policy checkpoint at"):
+        MetaTrainer(missing, tmp_path / "missing", data_root=data_root)
 
 
 # ------------------------------------------------------------------ resume

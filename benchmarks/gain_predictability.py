@@ -28,8 +28,7 @@ from pathlib import Path
 
 import torch
 
-from metaal.data import EpisodeSampler, load_dataset, split_classes
-from metaal.evaluate import episode_spec_for
+from metaal.data import EpisodeSampler
 from metaal.features import SCHEMA
 from metaal.learners import LogisticRegression
 from metaal.loop import run_active_learning
@@ -40,7 +39,7 @@ from metaal.strategies import QueryContext, Strategy, make_strategy
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from transfer_table import TARGETS  # noqa: E402 - the table's own targets and episode shapes
+from transfer_table import TARGETS, target_episodes  # noqa: E402 - the table's own targets and episode shapes
 
 SEED_OFFSET = 20_000
 CANDIDATES, TOP = 64, 16
@@ -65,11 +64,7 @@ class RecordingMargin(Strategy):
 
 def states(target, episodes: int, data_root) -> tuple[torch.Tensor, torch.Tensor]:
     """features (E, S, M, F) and gains (E, S, M) of S states of E episodes."""
-    dataset = load_dataset(target.dataset, data_root)
-    classes = None
-    if target.classes is not None:
-        classes = split_classes(dataset, list(target.classes), by_group=target.by_group).held_out
-    spec = episode_spec_for(dataset, target.n_ways, target.pool_size, target.eval_size, classes=classes)
+    dataset, classes, spec = target_episodes(target, data_root)
     batch = EpisodeSampler(dataset, spec, classes=classes).sample_batch(range(SEED_OFFSET, SEED_OFFSET + episodes))
     # as many candidates at every state, also in the last round of a small pool
     recorder = RecordingMargin(min(CANDIDATES, spec.n_ways * spec.pool_per_class - (target.rounds - 1) * target.k))

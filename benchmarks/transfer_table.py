@@ -11,9 +11,10 @@ labels and fits its test samples), "pool_oracle" on the pool's own true labels (
 sees a test sample, but knows each candidate's label), "expected_gain" averages it over the
 model's belief about the label (label-free, like any real strategy). "Gap closed" is the
 share of an oracle's lead over margin that the policy closes.
-Writes to --out (default benchmarks/results/transfer_table/): table.json (per target: AULC per strategy,
-paired comparisons of the policy, gap closed; and the aggregate) and table.md, and appends the
-aggregate with --note to --history (default: that folder's history.json, shared by every
+
+Writes to --out (default benchmarks/results/transfer_table/): table.json (per target: AULC
+per strategy, paired comparisons of the policy, gap closed; and the aggregate) and table.md,
+and appends the aggregate with --note to --history (default: that folder's history.json, shared by every
 attempt, whatever its --out), so every attempt's result is kept.
 
 Targets: image sets in 5-way episodes (pool 500, k=5, 20 rounds); Omniglot's Sanskrit and
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 
 from metaal import __version__
-from metaal.data import load_dataset, split_classes
+from metaal.data import Dataset, EpisodeSpec, load_dataset, split_classes
 from metaal.evaluate import compare_strategies, episode_spec_for
 from metaal.metrics import aulc, summarize, write_summary_json
 from metaal.oracle import GAIN_SETS, ExpectedGain, OneStepOracle
@@ -78,13 +79,19 @@ TARGETS = [
 ]
 
 
-def run_target(target: Target, policy, baselines: list[str], seeds: list[int], oracle_candidates: int,
-               data_root, progress: bool) -> dict:
+def target_episodes(target: Target, data_root) -> tuple[Dataset, tuple | None, EpisodeSpec]:
+    """The target's dataset, its classes (None: all) and its episode shape."""
     dataset = load_dataset(target.dataset, data_root)
     classes = None
     if target.classes is not None:
         classes = split_classes(dataset, list(target.classes), by_group=target.by_group).held_out
-    spec = episode_spec_for(dataset, target.n_ways, target.pool_size, target.eval_size, classes=classes)
+    return dataset, classes, episode_spec_for(dataset, target.n_ways, target.pool_size, target.eval_size,
+                                              classes=classes)
+
+
+def run_target(target: Target, policy, baselines: list[str], seeds: list[int], oracle_candidates: int,
+               data_root, progress: bool) -> dict:
+    dataset, classes, spec = target_episodes(target, data_root)
     strategies = {"policy": policy, **{name: make_strategy(name) for name in baselines}}
     if oracle_candidates:
         references = [*(OneStepOracle(oracle_candidates, on=on) for on in GAIN_SETS), ExpectedGain(oracle_candidates)]

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metaal.errors import InputError
+
 
 @dataclass
 class Prediction:
@@ -93,13 +95,13 @@ def _seeded_torch(seed: int, device: torch.device):
 
 def _check_fit_inputs(x: torch.Tensor, y: torch.Tensor, num_classes: int):
     if x.ndim < 3 or y.ndim != 2 or x.shape[:2] != y.shape:
-        raise ValueError(f"fit expects x (B, n, ...) and y (B, n); got x {tuple(x.shape)} and y {tuple(y.shape)}")
+        raise InputError(f"fit expects x (B, n, ...) and y (B, n); got x {tuple(x.shape)} and y {tuple(y.shape)}")
     if y.shape[1] == 0:
-        raise ValueError("fit needs at least one labeled sample per episode")
+        raise InputError("fit needs at least one labeled sample per episode")
     if y.min() < 0 or y.max() >= num_classes:
-        raise ValueError(f"labels must be in 0..{num_classes - 1}; got {int(y.min())}..{int(y.max())}")
+        raise InputError(f"labels must be in 0..{num_classes - 1}; got {int(y.min())}..{int(y.max())}")
     if not torch.isfinite(x).all():
-        raise ValueError("labeled inputs contain NaN or inf")
+        raise InputError("labeled inputs contain NaN or inf")
 
 
 # ---------------------------------------------------------------------------- fast head
@@ -119,9 +121,15 @@ class _LogRegInputs:
     shift: torch.Tensor         # (B, 1, d)  sqrt(d), so rows have unit scale
     basis: torch.Tensor | None  # (B, d, r)  orthonormal, or None to keep all d inputs
     sets: dict[str, torch.Tensor]  # "pool" and any extra input sets, already mapped: (B, m', r)
+    # Tabular inputs only: the pool's per-column range, which every input is clipped to first.
+    low: torch.Tensor | None = None   # (B, 1, d)
+    high: torch.Tensor | None = None  # (B, 1, d)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        z = torch.addcmul(self.shift, x.flatten(2), self.scale)
+        x = x.flatten(2)
+        if self.low is not None:
+            x = torch.clamp(x, self.low, self.high)
+        z = torch.addcmul(self.shift, x, self.scale)
         return z if self.basis is None else z @ self.basis
 
 
@@ -164,22 +172,33 @@ class LogisticRegression:
 
     def __init__(self, l2: float = 1e-3, steps: int = 100, n_members: int = 8, n_components: int | None = 64):
         if l2 <= 0 or steps < 1 or n_members < 0 or (n_components is not None and n_components < 1):
-            raise ValueError("LogisticRegression needs l2 > 0, steps >= 1, n_members >= 0, n_components >= 1")
+            raise InputError("LogisticRegression needs l2 > 0, steps >= 1, n_members >= 0, n_components >= 1")
         self.l2, self.steps, self.n_members, self.n_components = l2, steps, n_members, n_components
 
     def prepare(self, pool_x: torch.Tensor, generator: torch.Generator | None = None,
                 extra: dict[str, torch.Tensor] | None = None) -> _LogRegInputs:
         """Tabular columns have unrelated units, so each is standardised; pixels share one unit,
         so images are centred per pixel but scaled by one global std (per-pixel scaling blows
-        up near-constant border pixels: 5-way MNIST with 55 labels drops from 0.83 to 0.74)."""
+        up near-constant border pixels: 5-way MNIST with 55 labels drops from 0.83 to 0.74).
+
+        A tabular column is standardised by its pool std, so a column that is (nearly)
+        constant in the pool but not elsewhere (sparse, one-hot) would be blown up for the
+        labeled and evaluation samples. Every input is therefore first clipped to the pool's
+        range of each column: a standardised value then never exceeds sqrt(m) (Samuelson's
+        inequality), and a column constant in the pool maps to 0 for every input."""
         if pool_x.ndim < 3 or pool_x.shape[1] < 2:
-            raise ValueError(f"prepare expects a pool (B, m, ...) of at least 2 samples; got {tuple(pool_x.shape)}")
+            raise InputError(f"prepare expects a pool (B, m, ...) of at least 2 samples; got {tuple(pool_x.shape)}")
         flat = pool_x.flatten(2)
         std, mean = torch.std_mean(flat, 1, keepdim=True, correction=0)
+        low = high = None
         if pool_x.ndim > 3:  # images (B, m, channels, height, width)
             std = std.square().mean(-1, keepdim=True).sqrt()
+        else:
+            low, high = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
         scale = (1 / (std.clamp_min(1e-6) * math.sqrt(flat.shape[-1]))).expand_as(mean)
-        inputs = _LogRegInputs(scale, -mean * scale, None, {})
+        if low is not None:
+            scale = scale.masked_fill(high == low, 0.0)  # constant in the pool: no information
+        inputs = _LogRegInputs(scale, -mean * scale, None, {}, low, high)
         z = inputs.embed(pool_x)
         if self.n_components is not None and z.shape[-1] > self.n_components:
             seed = int(torch.randint(2**62, (1,), generator=generator))
@@ -289,7 +308,7 @@ class SmallCNN:
     def fit(self, prepared, x, y, num_classes, generator=None) -> _FittedCNN:
         _check_fit_inputs(x, y, num_classes)
         if x.ndim != 5 or x.shape[-1] != x.shape[-2]:
-            raise ValueError(f"SmallCNN needs square images (B, n, channels, side, side); got {tuple(x.shape)}. "
+            raise InputError(f"SmallCNN needs square images (B, n, channels, side, side); got {tuple(x.shape)}. "
                              "Use the 'logreg' learner for tabular data.")
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         nets = []
@@ -311,5 +330,5 @@ LEARNERS = {"logreg": LogisticRegression, "cnn": SmallCNN}
 
 def make_learner(name: str, **kwargs) -> Learner:
     if name not in LEARNERS:
-        raise ValueError(f"unknown learner {name!r}; choose one of {', '.join(LEARNERS)}")
+        raise InputError(f"unknown learner {name!r}; choose one of {', '.join(LEARNERS)}")
     return LEARNERS[name](**kwargs)

@@ -1,9 +1,11 @@
 """The learners on real episodes: above chance, batched == looped, deterministic, clear errors."""
 
+import math
+
 import pytest
 import torch
 
-from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
+from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset, make_dataset
 from metaal.learners import LogisticRegression, SmallCNN, make_learner, map_tensors
 
 
@@ -134,3 +136,34 @@ def test_make_learner():
     assert isinstance(make_learner("logreg", steps=5), LogisticRegression)
     with pytest.raises(ValueError, match="unknown learner 'svm'; choose one of logreg, cnn"):
         make_learner("svm")
+
+
+def digits_8x8(data_root):
+    """MNIST downsampled to 8x8 and read as 64 tabular columns of 0..16, like scikit-learn's
+    digits: border columns are 0 in most samples, so many are constant in a small pool."""
+    mnist = load_dataset("mnist", data_root)
+
+    def small(part):
+        x = torch.nn.functional.avg_pool2d(part.X[:6000], 3, 3)[:, 0, :8, :8]
+        return (x.flatten(1) * 16).round().numpy(), part.y[:6000].numpy()
+
+    return make_dataset("digits8x8", *small(mnist.train), *small(mnist.test))
+
+
+def test_logreg_standardisation_cannot_explode_on_pool_constant_columns(data_root):
+    ds = digits_8x8(data_root)
+    batch = EpisodeSampler(ds, EpisodeSpec(n_ways=10, initial_per_class=1, pool_per_class=50,
+                                           eval_per_class=50)).sample_batch(range(300))
+    pool, labeled = batch.pool_x.flatten(2), batch.labeled_x.flatten(2)
+    constant = pool.amax(1) == pool.amin(1)
+    # episodes in which an initial label is non-zero in a column that is constant in the pool
+    hit = (constant & (labeled != pool[:, :1]).any(1)).any(1)
+    assert 5 <= int(hit.sum()) < 300
+    learner = LogisticRegression(n_members=0)
+    prepared = learner.prepare(batch.pool_x, torch.Generator().manual_seed(0), extra={"eval": batch.eval_x})
+    z = prepared.embed(torch.cat([batch.labeled_x, batch.eval_x], 1))
+    assert z.abs().max() * math.sqrt(64) <= math.sqrt(500)  # Samuelson's bound, for every input
+    fitted = learner.fit(prepared, batch.labeled_x, batch.labeled_y, 10)
+    acc = (fitted.predict_prepared("eval").probs.argmax(-1) == batch.eval_y).float().mean(1)
+    # pool-scaled, such a column was multiplied by 1e6 and the fit fell to 0.17 (chance is 0.1)
+    assert acc[hit].mean() > acc[~hit].mean() - 0.05

@@ -3,6 +3,9 @@
 #
 #   bash setup.sh                 # uses python3 (3.11 or 3.12)
 #   PYTHON=python3.12 bash setup.sh
+#   METAAL_LOWEST=1 METAAL_VENV=.venv-lowest bash setup.sh
+#                                 # every dependency at the lowest version pyproject.toml allows,
+#                                 # to check that those bounds are true (CI runs the tests there too)
 #
 # Why not just `pip install -e .`?
 #  * learn2learn 0.2.0 ships only an sdist whose generated C files do not compile on
@@ -31,10 +34,13 @@ PIP="$VENV/bin/python -m pip"
 $PIP install --quiet --upgrade pip
 
 # Every runtime and dev dependency named in pyproject.toml, except learn2learn.
-deps=$("$VENV/bin/python" - <<'PY'
-import tomllib
+# With METAAL_LOWEST=1, each lower bound "pkg>=X" becomes the pin "pkg==X".
+deps=$(METAAL_LOWEST=${METAAL_LOWEST:-0} "$VENV/bin/python" - <<'PY'
+import os, re, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 reqs = project["dependencies"] + project["optional-dependencies"]["dev"]
+if os.environ["METAAL_LOWEST"] == "1":
+    reqs = [re.sub(r">=([^,;\s]+)(,[^;\s]*)?", r"==\1", r) for r in reqs]
 print("\n".join(r for r in reqs if not r.startswith("learn2learn")))
 PY
 )
@@ -42,7 +48,7 @@ l2l=$("$VENV/bin/python" -c 'import tomllib; print(next(r for r in tomllib.load(
 
 echo "[setup] installing dependencies into $VENV"
 mapfile -t dep_list <<<"$deps"
-$PIP install --quiet "cython>=3" "setuptools>=64" "${dep_list[@]}"
+$PIP install --quiet "cython>=3" "setuptools>=70.1" "${dep_list[@]}"  # 70.1: bdist_wheel built in
 
 if ! "$VENV/bin/python" -c 'import learn2learn' >/dev/null 2>&1; then
     echo "[setup] building $l2l from source (Cython workaround for upstream issue #413)"

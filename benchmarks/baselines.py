@@ -25,6 +25,7 @@ from metaal.features import local_density
 from metaal.evaluate import compare_strategies, write_comparison
 from metaal.learners import LogisticRegression
 from metaal.metrics import aulc, summarize, summary_markdown
+from metaal.outputs import check_output_dir
 from metaal.policy import load_policy
 from metaal.strategies import STRATEGIES, make_strategy
 
@@ -46,11 +47,11 @@ def main():
     parser.add_argument("--seed-offset", type=int, default=0, help="episodes use seeds offset .. offset+seeds-1")
     parser.add_argument("--policy", default=None, help="a policy checkpoint; adds the strategy 'policy'")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
     args = parser.parse_args()
 
     default_out = f"baselines_{args.dataset}" + (f"_init{args.initial_per_class}" if args.initial_per_class != 1 else "")
-    out = Path(args.out or Path(__file__).parent / "results" / default_out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(args.out or Path(__file__).parent / "results" / default_out, args.overwrite)
     dataset = load_dataset(args.dataset, args.data_root)
     spec = EpisodeSpec(n_ways=args.n_ways, initial_per_class=args.initial_per_class,
                        pool_per_class=args.pool_per_class, eval_per_class=args.eval_per_class)

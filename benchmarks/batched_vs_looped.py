@@ -26,6 +26,7 @@ from metaal import __version__
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
 from metaal.learners import LogisticRegression
 from metaal.loop import run_active_learning
+from metaal.outputs import check_output_file
 from metaal.strategies import make_strategy
 
 
@@ -44,7 +45,9 @@ def main():
     parser.add_argument("--episodes", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="best of this many timings")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "batched_vs_looped.json"))
+    parser.add_argument("--overwrite", action="store_true", help="replace the earlier --out")
     args = parser.parse_args()
+    out = check_output_file(args.out, args.overwrite)
 
     dataset = load_dataset("mnist", args.data_root)
     sampler = EpisodeSampler(dataset, EpisodeSpec(n_ways=5, initial_per_class=1, pool_per_class=100, eval_per_class=20))
@@ -85,7 +88,7 @@ def main():
                     "torch": torch.__version__, "metaal": __version__},
         "results": results,
     }
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

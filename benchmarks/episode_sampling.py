@@ -27,6 +27,7 @@ import torch
 from metaal import __version__
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
 from metaal.device import resolve_device
+from metaal.outputs import check_output_file
 
 
 def per_call_ms(fn, repeats: int, per_call_items: int = 1) -> float:
@@ -61,7 +62,9 @@ def main():
     parser.add_argument("--device", default="cpu", help="auto | cpu | cuda")
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "episode_sampling.json"))
+    parser.add_argument("--overwrite", action="store_true", help="replace the earlier --out")
     args = parser.parse_args()
+    out = check_output_file(args.out, args.overwrite)
     torch.manual_seed(0)
 
     device = resolve_device(args.device)
@@ -91,7 +94,7 @@ def main():
         "results": {k: round(v, 4) for k, v in results.items()},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    out.write_text(json.dumps(report, indent=2) + "\n")
     for k, v in report["results"].items():
         print(f"{k:<28}{v:>10.4f}")
     print(f"wrote {args.out}")

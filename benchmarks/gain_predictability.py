@@ -29,17 +29,18 @@ from pathlib import Path
 import torch
 
 from metaal.data import EpisodeSampler
+from metaal.errors import MetaalError
+from metaal.evaluate import TARGETS, target_episodes, warn
 from metaal.features import SCHEMA
 from metaal.learners import LogisticRegression
 from metaal.loop import run_active_learning
 from metaal.metatrain import regression_loss
 from metaal.oracle import candidate_gains, sample_candidates
+from metaal.outputs import check_output_dir
 from metaal.policy import PolicyNet
 from metaal.strategies import QueryContext, Strategy, make_strategy
 
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-from transfer_table import TARGETS, target_episodes  # noqa: E402 - the table's own targets and episode shapes
 
 SEED_OFFSET = 20_000
 CANDIDATES, TOP = 64, 16
@@ -64,7 +65,8 @@ class RecordingMargin(Strategy):
 
 def states(target, episodes: int, data_root) -> tuple[torch.Tensor, torch.Tensor]:
     """features (E, S, M, F) and gains (E, S, M) of S states of E episodes."""
-    dataset, classes, spec = target_episodes(target, data_root)
+    dataset, classes, spec, notes = target_episodes(target, data_root)
+    warn(notes)
     batch = EpisodeSampler(dataset, spec, classes=classes).sample_batch(range(SEED_OFFSET, SEED_OFFSET + episodes))
     # as many candidates at every state, also in the last round of a small pool
     recorder = RecordingMargin(min(CANDIDATES, spec.n_ways * spec.pool_per_class - (target.rounds - 1) * target.k))
@@ -119,12 +121,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--episodes", type=int, default=32, help="per target; half fit, half test")
-    parser.add_argument("--datasets", default=",".join(t.name for t in TARGETS))
+    parser.add_argument("--datasets", default=",".join(TARGETS))
     parser.add_argument("--out", default=str(HERE / "results" / "gain_predictability"))
+    parser.add_argument("--overwrite", action="store_true", help="replace the results.json in --out")
     args = parser.parse_args(argv)
     wanted = args.datasets.split(",")
+    unknown = [d for d in wanted if d not in TARGETS]
+    if unknown:
+        parser.error(f"unknown targets {unknown}; known: {', '.join(TARGETS)}")
+    try:
+        out = check_output_dir(args.out, args.overwrite, writes=("results.json",))
+    except MetaalError as e:
+        sys.exit(f"error: {e}")
     results = {}
-    for target in (t for t in TARGETS if t.name in wanted):
+    for target in (TARGETS[name] for name in wanted):
         start = time.perf_counter()
         features, gains = states(target, args.episodes, args.data_root)
         half = args.episodes // 2
@@ -139,7 +149,6 @@ def main(argv=None):
         print(f"{target.name:28s} top-1 gain: oracle {r['oracle']:+.4f} margin {r['margin']:+.4f} "
               f"linear {r['linear']:+.4f} mlp {r['mlp']:+.4f} random {r['random']:+.4f} | "
               f"R2 linear {r['r2_linear']:.3f} mlp {r['r2_mlp']:.3f}", flush=True)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"command": "python benchmarks/gain_predictability.py " + " ".join(argv or sys.argv[1:]),
             "episodes": args.episodes, "candidates": CANDIDATES, "top_by_margin": TOP, "seed_offset": SEED_OFFSET}

@@ -28,6 +28,7 @@ import metaal
 from metaal.data import load_dataset
 from metaal.device import resolve_device
 from metaal.features import entropy
+from metaal.outputs import check_output_file
 from metaal.strategies import make_strategy
 
 HERE = Path(__file__).parent
@@ -86,8 +87,11 @@ def main():
     parser.add_argument("--model", default="mlp", choices=["mlp", "cnn"], help="the user's classifier")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--policy", default=str(HERE / "results" / "meta_train_default" / "policy.pt"))
+    parser.add_argument("--overwrite", action="store_true", help="replace this benchmark's earlier JSON")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    suffix = "" if args.pool == 100_000 else f"_{args.pool}"
+    out = check_output_file(HERE / "results" / f"query_time_{args.model}_{device.type}{suffix}.json", args.overwrite)
 
     mnist, fashion = load_dataset("mnist", args.data_root), load_dataset("fashion_mnist", args.data_root)
     images = torch.cat([mnist.train.X, fashion.train.X[:40_000]])
@@ -127,7 +131,6 @@ def main():
                     "metaal": metaal.__version__},
         "results": results,
     }
-    out = HERE / "results" / f"query_time_{args.model}_{device.type}{'' if args.pool == 100_000 else f'_{args.pool}'}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     for key, value in results.items():
         print(f"{key:<28}{value}")

@@ -29,69 +29,32 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-from dataclasses import dataclass
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from metaal import __version__
-from metaal.data import Dataset, EpisodeSpec, load_dataset, split_classes
-from metaal.evaluate import compare_strategies, episode_spec_for
+from metaal.errors import MetaalError
+from metaal.evaluate import TARGETS, Target, compare_strategies, target_episodes, warn
 from metaal.metrics import aulc, summarize, write_summary_json
 from metaal.oracle import GAIN_SETS, ExpectedGain, OneStepOracle
+from metaal.outputs import check_output_dir
 from metaal.policy import load_policy
 from metaal.strategies import make_strategy
 
 HERE = Path(__file__).parent
-SEED_OFFSET = 10_000
 BASELINES = "margin,entropy,least_confidence,bald,coreset,badge,random"
 ORACLES = {"oracle": "gap_closed", "pool_oracle": "gap_closed_pool"}  # oracle -> its gap-closed key
 REFERENCES = (*ORACLES, "expected_gain")  # the lookahead references: not baselines
 
 
-@dataclass(frozen=True)
-class Target:
-    name: str
-    dataset: str
-    n_ways: int
-    pool_size: int
-    rounds: int
-    k: int
-    classes: tuple | None = None   # class ids or names; None: all
-    by_group: bool = False
-    eval_size: int = 1000
-    note: str = ""
-
-
-IMAGE = dict(n_ways=5, pool_size=500, rounds=20, k=5)
-TABULAR = dict(n_ways=2, pool_size=200, rounds=15, k=2, eval_size=400)
-TARGETS = [
-    Target("fashion_mnist", "fashion_mnist", **IMAGE),
-    Target("kmnist", "kmnist", **IMAGE),
-    Target("mnist_digits_5-9", "mnist", classes=(5, 6, 7, 8, 9), note="validation classes of the default policy",
-           **IMAGE),
-    Target("omniglot_sanskrit_tagalog", "omniglot", n_ways=5, pool_size=70, rounds=10, k=5,
-           classes=("Sanskrit", "Tagalog"), by_group=True, eval_size=25),
-    *[Target(name, name, **TABULAR) for name in
-      ("adult", "australian", "breast_cancer", "diabetis", "flare_solar", "german", "heart", "mushrooms",
-       "waveform", "wdbc", "checkerboard2x2", "checkerboard4x4", "rotated_checkerboard2x2", "heart_scale")],
-]
-
-
-def target_episodes(target: Target, data_root) -> tuple[Dataset, tuple | None, EpisodeSpec]:
-    """The target's dataset, its classes (None: all) and its episode shape."""
-    dataset = load_dataset(target.dataset, data_root)
-    classes = None
-    if target.classes is not None:
-        classes = split_classes(dataset, list(target.classes), by_group=target.by_group).held_out
-    return dataset, classes, episode_spec_for(dataset, target.n_ways, target.pool_size, target.eval_size,
-                                              classes=classes)
-
-
-def run_target(target: Target, policy, baselines: list[str], seeds: list[int], oracle_candidates: int,
+def run_target(target: Target, policy, baselines: list[str], n_seeds: int, oracle_candidates: int,
                data_root, progress: bool) -> dict:
-    dataset, classes, spec = target_episodes(target, data_root)
+    dataset, classes, spec, notes = target_episodes(target, data_root)
+    warn(notes)
+    seeds = list(range(target.seed_offset, target.seed_offset + n_seeds))
     strategies = {"policy": policy, **{name: make_strategy(name) for name in baselines}}
     if oracle_candidates:
         references = [*(OneStepOracle(oracle_candidates, on=on) for on in GAIN_SETS), ExpectedGain(oracle_candidates)]
@@ -104,6 +67,7 @@ def run_target(target: Target, policy, baselines: list[str], seeds: list[int], o
         closable = oracle in scores and "margin" in scores and scores[oracle] > scores["margin"]
         summary[key] = (scores["policy"] - scores["margin"]) / (scores[oracle] - scores["margin"]) if closable else None
     summary["target"] = vars(target) | {"spec": vars(spec)}
+    summary["warnings"] = notes
     summary["seconds_per_strategy"] = seconds
     return summary
 
@@ -170,7 +134,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--policy", default=str(HERE / "results" / "meta_train_default" / "policy.pt"))
-    parser.add_argument("--datasets", default=",".join(t.name for t in TARGETS), help="comma-separated targets")
+    parser.add_argument("--datasets", default=",".join(TARGETS), help="comma-separated targets")
     parser.add_argument("--baselines", default=BASELINES)
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--oracle-candidates", type=int, default=64,
@@ -180,27 +144,29 @@ def main(argv=None):
     parser.add_argument("--out", default=str(HERE / "results" / "transfer_table"))
     parser.add_argument("--history", default=str(HERE / "results" / "transfer_table" / "history.json"),
                         help="JSON list every run appends its aggregate to (one history for all attempts)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the table.json and table.md in --out")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    known = {t.name: t for t in TARGETS}
-    unknown = [d for d in args.datasets.split(",") if d not in known]
+    unknown = [d for d in args.datasets.split(",") if d not in TARGETS]
     if unknown:
-        parser.error(f"unknown targets {unknown}; known: {', '.join(known)}")
-    policy = load_policy(args.policy, device="cpu")
-    seeds = list(range(SEED_OFFSET, SEED_OFFSET + args.seeds))
+        parser.error(f"unknown targets {unknown}; known: {', '.join(TARGETS)}")
+    try:
+        out = check_output_dir(args.out, args.overwrite, writes=("table.json", "table.md"))
+        policy = load_policy(args.policy, device="cpu")
+    except MetaalError as e:
+        sys.exit(f"error: {e}")
     results = {}
     for name in args.datasets.split(","):
-        target = known[name]
+        target = TARGETS[name]
         if args.rounds is not None:
             target = Target(**{**vars(target), "rounds": args.rounds})
-        results[name] = run_target(target, policy, args.baselines.split(","), seeds, args.oracle_candidates,
+        results[name] = run_target(target, policy, args.baselines.split(","), args.seeds, args.oracle_candidates,
                                    args.data_root, not args.no_progress)
         c = next(c for c in results[name]["comparisons"] if c["baseline"] == "margin")
         print(f"{name:<28} policy - margin {c['mean_difference']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]",
               flush=True)
     agg = aggregate(results)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = vars(args) | {"metaal": __version__, "torch": torch.__version__}
     write_summary_json({"aggregate": agg, "targets": results, "config": config}, out / "table.json")

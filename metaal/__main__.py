@@ -17,10 +17,14 @@ def verify_checksums(root: Path) -> list[str]:
     if not sums.is_file():
         return []
     problems = []
-    for line in sums.read_text().splitlines():
+    for line_no, line in enumerate(sums.read_text(errors="replace").splitlines(), 1):
         if not line.strip():
             continue
-        expected, rel = line.split(maxsplit=1)
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or len(parts[0]) != 64 or any(c not in "0123456789abcdefABCDEF" for c in parts[0]):
+            problems.append(f"{sums} line {line_no}: not '<64 hex digits>  <path>': {line[:80]!r}")
+            continue
+        expected, rel = parts[0].lower(), parts[1]
         path = root / rel.lstrip("*")
         if not path.is_file():
             problems.append(f"{path}: listed in SHA256SUMS but missing")

@@ -30,25 +30,34 @@ import torch
 from torch import nn
 
 from metaal.device import resolve_device
+from metaal.errors import InputError, NonFiniteError
 from metaal.features import compute_features, density_from_knn, knn_distance, nearest_distance, reference_subset
 from metaal.learners import Prediction
 from metaal.strategies import QueryContext, Strategy
 
 
-def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, mc_passes: int) -> Prediction:
-    """One batch through the user's model -> a Prediction with a leading episode dim of 1."""
+def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, mc_passes: int,
+             index: torch.Tensor | None) -> Prediction:
+    """One batch through the user's model -> a Prediction with a leading episode dim of 1.
+    `index`: the pool indices of x's rows, named if the model gives NaN (None: the labeled set)."""
     if device.type == "cuda" and x.device.type == "cpu":
         x = x.pin_memory()
     x = x.to(device, non_blocking=True)
     out = model(x)
     logits, embedding = (out[0], out[1]) if isinstance(out, (tuple, list)) else (out, out)
     if logits.ndim != 2:
-        raise ValueError(f"the model should return logits of shape (batch, classes); got {tuple(logits.shape)}")
+        raise InputError(f"the model should return logits of shape (batch, classes); got {tuple(logits.shape)}")
+    finite = torch.isfinite(logits).all(1) & torch.isfinite(embedding.flatten(1)).all(1)
+    if not finite.all():
+        bad = torch.nonzero(~finite).flatten().cpu()
+        rows = f"labeled samples {bad.tolist()[:10]}" if index is None else f"pool rows {index.cpu()[bad].tolist()[:10]}"
+        raise NonFiniteError(f"the model's outputs for {rows} contain NaN or inf; check those inputs for NaN "
+                             "(and the model's weights)")
     members = None
     if mc_passes:
         dropouts = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
         if not dropouts:
-            raise ValueError("mc_passes > 0 needs dropout layers in the model (MC dropout)")
+            raise InputError("mc_passes > 0 needs dropout layers in the model (MC dropout)")
         for m in dropouts:
             m.train()
         try:
@@ -84,13 +93,18 @@ def _rows(pool, index: torch.Tensor) -> torch.Tensor:
     return _first(pool.collate_fn(items))
 
 
+def _sample_shape(pool) -> tuple[int, ...]:
+    """The shape of one pool sample."""
+    return tuple(pool.shape[1:]) if torch.is_tensor(pool) else tuple(_first(pool.dataset[0]).shape)
+
+
 def _pool_size(pool) -> int:
     if torch.is_tensor(pool):
         return len(pool)
     if not isinstance(pool, torch.utils.data.DataLoader):
-        raise TypeError(f"pool must be a tensor or a DataLoader, got {type(pool).__name__}")
+        raise InputError(f"pool must be a tensor or a DataLoader, got {type(pool).__name__}")
     if not isinstance(pool.sampler, torch.utils.data.SequentialSampler):
-        raise ValueError("the pool DataLoader must not shuffle (shuffle=False): indices refer to dataset order")
+        raise InputError("the pool DataLoader must not shuffle (shuffle=False): indices refer to dataset order")
     return len(pool.dataset)
 
 
@@ -100,29 +114,32 @@ def select(strategy: Strategy, model: nn.Module, pool, k: int, labeled_x: torch.
            device: str | torch.device = "auto", seed: int = 0, return_scores: bool = False):
     """The k pool indices to label next, best first (and their scores, with return_scores)."""
     if type(strategy).select is not Strategy.select:
-        raise ValueError(f"strategy {strategy.name!r} selects jointly over the whole pool; select() streams the "
+        raise InputError(f"strategy {strategy.name!r} selects jointly over the whole pool; select() streams the "
                          "pool in batches and supports score-and-rank strategies (policy, margin, entropy, ...)")
     n = _pool_size(pool)
     if n == 0:
-        raise ValueError("the pool is empty: there is nothing to query")
+        raise InputError("the pool is empty: there is nothing to query")
     if not 1 <= k <= n:
-        raise ValueError(f"asked for k={k} samples from a pool of {n}")
+        raise InputError(f"asked for k={k} samples from a pool of {n}")
     if len(labeled_x) == 0 or len(labeled_x) != len(labeled_y):
-        raise ValueError("labeled_x and labeled_y must hold the same, non-zero number of samples")
+        raise InputError("labeled_x and labeled_y must hold the same, non-zero number of samples")
     if labeled_y.min() < 0 or labeled_y.max() >= num_classes:
-        raise ValueError(f"labeled_y must hold class ids in 0..{num_classes - 1}")
+        raise InputError(f"labeled_y must hold class ids in 0..{num_classes - 1}")
+    if tuple(labeled_x.shape[1:]) != _sample_shape(pool):
+        raise InputError(f"labeled_x samples have shape {tuple(labeled_x.shape[1:])} but pool samples "
+                         f"{_sample_shape(pool)}; give both in the shape the model takes")
     device = resolve_device(device)
     model = model.to(device).eval()
     generator = torch.Generator().manual_seed(seed)
     labeled_y = labeled_y.to(device)[None]
 
-    labeled = torch.cat([_forward(model, labeled_x[i:i + batch_size], device, 0).embedding
+    labeled = torch.cat([_forward(model, labeled_x[i:i + batch_size], device, 0, None).embedding
                          for i in range(0, len(labeled_x), batch_size)], 1)
     # The reference subset: pool-wide normalisers, density neighbours and the policy's context.
     ref_index = reference_subset(n, generator)
-    reference = _forward(model, _rows(pool, ref_index), device, mc_passes)
+    reference = _forward(model, _rows(pool, ref_index), device, mc_passes, ref_index)
     if reference.probs.shape[-1] != num_classes:
-        raise ValueError(f"the model predicts {reference.probs.shape[-1]} classes, num_classes is {num_classes}")
+        raise InputError(f"the model predicts {reference.probs.shape[-1]} classes, num_classes is {num_classes}")
     ref_index = ref_index.to(device)
     ref_knn = knn_distance(reference.embedding, reference.embedding, ref_index, ref_index)
     knn_scale = ref_knn.median(-1, keepdim=True).values
@@ -136,8 +153,8 @@ def select(strategy: Strategy, model: nn.Module, pool, k: int, labeled_x: torch.
     best_scores = torch.empty(0, device=device)
     best_index = torch.empty(0, dtype=torch.int64, device=device)
     for start, x in _batches(pool, batch_size):
-        pred = _forward(model, x, device, mc_passes)
         index = torch.arange(start, start + len(x), device=device)
+        pred = _forward(model, x, device, mc_passes, index)
         density = density_from_knn(knn_distance(pred.embedding, reference.embedding, index, ref_index), knn_scale)
         ctx = QueryContext(pool=pred, features=features(pred, density), labeled_embedding=labeled,
                            available=torch.ones(1, len(x), dtype=torch.bool, device=device),
@@ -146,5 +163,5 @@ def select(strategy: Strategy, model: nn.Module, pool, k: int, labeled_x: torch.
         top = scores.topk(min(k, len(scores)))
         best_scores, best_index = top.values, torch.cat([best_index, index])[top.indices]
     if len(best_index) < k:
-        raise ValueError(f"the pool yielded only {len(best_index)} samples, fewer than k={k}")
+        raise InputError(f"the pool yielded only {len(best_index)} samples, fewer than k={k}")
     return (best_index.cpu(), best_scores.cpu()) if return_scores else best_index.cpu()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from metaal.errors import InputError, NonFiniteError
 from metaal.learners import Prediction
 
 
@@ -128,7 +129,7 @@ def compute_features(pool: Prediction, labeled_embedding: torch.Tensor, labeled_
     whole pool's) and labeled_distance_scale (B, 1), the median distance to the labeled set.
     """
     if schema != SCHEMA:
-        raise ValueError(f"this metaal computes feature schema v{SCHEMA.version}; got v{schema.version}")
+        raise InputError(f"this metaal computes feature schema v{SCHEMA.version}; got v{schema.version}")
     p, emb = pool.probs, pool.embedding
     B, m, C = p.shape
     log_c = math.log(C)
@@ -164,5 +165,5 @@ def compute_features(pool: Prediction, labeled_embedding: torch.Tensor, labeled_
     }
     features = torch.stack([columns[name] for name in schema.names], -1)
     if not torch.isfinite(features).all():
-        raise FloatingPointError("features contain NaN or inf; check the learner's outputs for NaN")
+        raise NonFiniteError("features contain NaN or inf; check the learner's outputs for NaN")
     return features

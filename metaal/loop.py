@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from metaal.data.episodes import Episode
+from metaal.errors import InputError, StrategyError
 from metaal.features import compute_features, local_density
 from metaal.learners import Learner
 from metaal.strategies import QueryContext, Simulation, Strategy
@@ -39,11 +40,11 @@ def run_active_learning(episode: Episode, learner: Learner, strategy: Strategy, 
     episode = _batched(episode)
     B, m = episode.pool_y.shape
     if m == 0:
-        raise ValueError("the episode's pool is empty: there is nothing to query")
+        raise InputError("the episode's pool is empty: there is nothing to query")
     if rounds < 0 or k < 1:
-        raise ValueError(f"need rounds >= 0 and k >= 1; got rounds={rounds}, k={k}")
+        raise InputError(f"need rounds >= 0 and k >= 1; got rounds={rounds}, k={k}")
     if rounds * k > m:
-        raise ValueError(f"a budget of {rounds} rounds x k={k} = {rounds * k} labels exceeds the pool of {m}; "
+        raise InputError(f"a budget of {rounds} rounds x k={k} = {rounds * k} labels exceeds the pool of {m}; "
                          "lower rounds or k, or sample a larger pool")
     num_classes = int(episode.classes.shape[-1])
     device = episode.pool_x.device
@@ -72,7 +73,7 @@ def run_active_learning(episode: Episode, learner: Learner, strategy: Strategy, 
                            available=available, generator=generator, simulation=simulation)
         picked = strategy.select(ctx, k)
         if not available[rows, picked].all() or picked.unique(dim=1).shape[1] != k:
-            raise RuntimeError(f"strategy {strategy.name!r} selected a labeled or repeated pool sample")
+            raise StrategyError(f"strategy {strategy.name!r} selected a labeled or repeated pool sample")
         available[rows, picked] = False
         queried = torch.cat([queried, picked], 1)
 

@@ -33,11 +33,14 @@ from tqdm.auto import tqdm
 from metaal.config import ConfigError, to_dict
 from metaal.data import SYNTHETIC, EpisodeSampler, EpisodeSpec, SyntheticTaskSampler, load_dataset, split_classes
 from metaal.device import resolve_device
+from metaal.errors import CheckpointError, InputError
+from metaal.evaluate import budget_notes, warn
 from metaal.learners import LogisticRegression
 from metaal.loop import run_active_learning
 from metaal.metrics import Curves, aulc, plot_learning_curves, summarize, write_summary_json
 from metaal.oracle import candidate_gains, sample_candidates
-from metaal.policy import PolicyNet, PolicyStrategy, atomic_save, load_policy, save_policy
+from metaal.outputs import check_output_dir
+from metaal.policy import PolicyNet, PolicyStrategy, atomic_save, load_policy, read_checkpoint, save_policy
 from metaal.strategies import QueryContext, Strategy, check_query, gumbel_top_k, make_strategy
 from metaal.tracking import Tracker
 
@@ -130,11 +133,11 @@ class TrainerConfig:
 
     def validate(self):
         if self.steps < 1 or self.episodes_per_step < 1 or self.candidates < 2:
-            raise ValueError("steps and episodes_per_step must be >= 1, candidates >= 2")
+            raise InputError("steps and episodes_per_step must be >= 1, candidates >= 2")
         if not 0 <= self.top_candidates <= 1:
-            raise ValueError("top_candidates is a share in [0, 1]")
+            raise InputError("top_candidates is a share in [0, 1]")
         if self.temperature <= 0 or self.target_temperature <= 0 or not 0 <= self.gamma <= 1:
-            raise ValueError("temperatures must be > 0 and gamma in [0, 1]")
+            raise InputError("temperatures must be > 0 and gamma in [0, 1]")
 
 
 @dataclass
@@ -142,6 +145,12 @@ class ValidationConfig:
     every: int = _help("validate every this many steps (and at the end)", default=25)
     seeds: int = _help("validation episodes (paired seeds)", default=20)
     baselines: list[str] = _help("strategies to compare against", default_factory=lambda: ["margin", "random"])
+
+    def validate(self):
+        if self.every < 1:
+            raise InputError(f"every must be >= 1 (steps between validations); got {self.every}")
+        if self.seeds < 1:
+            raise InputError(f"seeds must be >= 1 (validation episodes); got {self.seeds}")
 
 
 @dataclass
@@ -165,6 +174,10 @@ class MetaTrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
+
+    def validate(self):
+        if self.checkpoint_every < 1:
+            raise InputError(f"checkpoint_every must be >= 1 (steps between checkpoints); got {self.checkpoint_every}")
 
 
 # ---------------------------------------------------------------------------- trainer pieces
@@ -254,6 +267,9 @@ class _ImitatingPolicy(Strategy):
 
 # ---------------------------------------------------------------------------- the run
 
+_STATE_KEYS = ("step", "net", "optimizer", "best", "log", "run_id", "config")  # what save_state writes
+
+
 def _override(source: SourceConfig | None, key: str, default_section) -> int:
     """The source's own value of `key` where it sets one, else the config section's."""
     value = getattr(source, key) if source is not None else None
@@ -270,6 +286,7 @@ class MetaTrainer:
                                           n_members=cfg.learner.n_members, n_components=cfg.learner.n_components)
         self.sources = [self._source_sampler(s, data_root) for s in cfg.data.sources]
         self.validation = self._validation_sampler(data_root)
+        self.warnings = warn(self._budget_notes())
         torch.manual_seed(cfg.seed)
         self.net = self._initial_net()
         self.net.to(self.device)
@@ -277,6 +294,14 @@ class MetaTrainer:
         self.step, self.best, self.log = 0, -1.0, {"steps": [], "validation": []}
         self.run_id = None
         self._baseline_curves: dict | None = None  # validation curves of the baselines: they never change
+
+    def _budget_notes(self) -> list[str]:
+        """A note for each source, and the validation set, whose budget labels over half its pool."""
+        cfg, notes = self.cfg, []
+        for i, source in enumerate(cfg.data.sources):
+            rounds, k = _override(source, "rounds", cfg.loop), _override(source, "k", cfg.loop)
+            notes += [f"data.sources[{i}] ({source.dataset}): {n}" for n in budget_notes(self._spec(source), rounds, k)]
+        return notes + [f"validation: {n}" for n in budget_notes(self._spec(), cfg.loop.rounds, cfg.loop.k)]
 
     def _initial_net(self) -> PolicyNet:
         p = self.cfg.policy
@@ -389,26 +414,33 @@ class MetaTrainer:
     def load_state(self):
         path = self.out / "checkpoint.pt"
         if not path.is_file():
-            raise FileNotFoundError(f"--resume: no training state at {path}; start without --resume")
-        state = torch.load(path, map_location=self.device, weights_only=True)
+            raise CheckpointError(f"--resume: no training state at {path}; start without --resume")
+        state = read_checkpoint(path, "training state", map_location=self.device)
+        missing = [k for k in _STATE_KEYS if k not in state]
+        if missing:
+            raise CheckpointError(f"--resume: {path} lacks {missing}; it is not a training state that "
+                                  f"this metaal writes. Start afresh with another --out")
         if state["config"] != to_dict(self.cfg):
             saved, now = state["config"], to_dict(self.cfg)
             diff = [k for k in set(saved) | set(now) if saved.get(k) != now.get(k)]
             raise ConfigError(f"--resume: the config differs from the interrupted run's in {sorted(diff)}; "
                               f"resume with the same config, or use another --out")
-        self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.net.load_state_dict(state["net"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"--resume: the weights in {path} do not fit this policy network ({e})") from e
         self.step, self.best, self.log, self.run_id = state["step"], state["best"], state["log"], state["run_id"]
 
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self, resume: bool = False, progress: bool = True) -> dict:
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
         if resume:
             self.load_state()
-        elif (self.out / "checkpoint.pt").exists():
-            raise FileExistsError(f"{self.out} holds an earlier run; pass --resume to continue it, or another --out")
+        else:
+            check_output_dir(self.out, flag="--resume (to continue the run it holds)")
+            self.out.mkdir(parents=True, exist_ok=True)
         tracker = Tracker(to_dict(cfg), self.out, mode=cfg.wandb.mode, project=cfg.wandb.project,
                           name=cfg.wandb.name, run_id=self.run_id, job_type="meta-train")
         self.run_id = tracker.run_id
@@ -429,7 +461,8 @@ class MetaTrainer:
                     self.save_state()
             summary = {"steps": cfg.trainer.steps, "best_val_aulc": self.best,
                        "seconds_this_session": round(time.perf_counter() - start, 1),
-                       "final_validation": self.log["validation"][-1] if self.log["validation"] else None}
+                       "final_validation": self.log["validation"][-1] if self.log["validation"] else None,
+                       "warnings": self.warnings}
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             tracker.log_artifact(self.out / "policy.pt", name="policy", type="model", metadata=summary)
             tracker.finish()

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from metaal.errors import InputError
+
 CSV_COLUMNS = ("strategy", "seed", "round", "n_labeled", "accuracy")
 DEFAULT_BASELINES = ("margin", "entropy", "random")
 
@@ -42,15 +44,16 @@ def aulc(accuracy, n_labeled) -> np.ndarray | float:
     """
     acc, n = _array(accuracy), _array(n_labeled)
     if n.ndim != 1 or n.size == 0:
-        raise ValueError(f"n_labeled must be a non-empty 1-D sequence, got shape {n.shape}")
+        raise InputError(f"n_labeled must be a non-empty 1-D sequence, got shape {n.shape}")
     if acc.ndim == 0 or acc.shape[-1] != n.size:
-        raise ValueError(f"accuracy shape {acc.shape} does not end in len(n_labeled) = {n.size}")
+        raise InputError(f"accuracy shape {acc.shape} does not end in len(n_labeled) = {n.size}")
     if np.any(np.diff(n) <= 0):
-        raise ValueError(f"n_labeled must be strictly increasing, got {n.tolist()}")
+        raise InputError(f"n_labeled must be strictly increasing, got {n.tolist()}")
     if np.isnan(acc).any():
         where = np.argwhere(np.isnan(acc)).tolist()
-        raise ValueError(f"accuracy contains NaN at index {where[0]} ({len(where)} NaN in all)")
-    area = acc[..., 0] if n.size == 1 else np.trapezoid(acc, n, axis=-1) / (n[-1] - n[0])
+        raise InputError(f"accuracy contains NaN at index {where[0]} ({len(where)} NaN in all)")
+    # The trapezoid rule written out (np.trapezoid, in this order of operations, is numpy >= 2 only).
+    area = acc[..., 0] if n.size == 1 else (np.diff(n) * (acc[..., 1:] + acc[..., :-1]) / 2.0).sum(-1) / (n[-1] - n[0])
     return float(area) if np.ndim(area) == 0 else area
 
 
@@ -81,10 +84,10 @@ def paired_comparison(a, b, strategy: str, baseline: str, tie_tolerance: float =
     """
     a, b = _array(a), _array(b)
     if a.ndim != 1 or b.ndim != 1 or a.size != b.size or a.size == 0:
-        raise ValueError(f"{strategy} vs {baseline}: need two non-empty 1-D per-seed arrays of "
+        raise InputError(f"{strategy} vs {baseline}: need two non-empty 1-D per-seed arrays of "
                          f"equal length, got shapes {a.shape} and {b.shape}")
     if np.isnan(a).any() or np.isnan(b).any():
-        raise ValueError(f"{strategy} vs {baseline}: per-seed AULC contains NaN")
+        raise InputError(f"{strategy} vs {baseline}: per-seed AULC contains NaN")
     d = a - b
     n, mean = d.size, float(d.mean())
     if n > 1:
@@ -109,15 +112,15 @@ class Curves:
         for field in ("n_labeled", "seeds"):
             value = _array(getattr(self, field))
             if not np.array_equal(value, np.round(value)):
-                raise ValueError(f"{field} must hold integers, got {value.tolist()}")
+                raise InputError(f"{field} must hold integers, got {value.tolist()}")
             setattr(self, field, value.astype(np.int64))
         self.accuracy = {name: _array(acc) for name, acc in self.accuracy.items()}
         if self.n_labeled.ndim != 1 or self.seeds.ndim != 1:
-            raise ValueError("n_labeled and seeds must be 1-D")
+            raise InputError("n_labeled and seeds must be 1-D")
         expected = (self.seeds.size, self.n_labeled.size)
         for name, acc in self.accuracy.items():
             if acc.shape != expected:
-                raise ValueError(f"strategy {name!r}: accuracy shape {acc.shape}, expected (seeds, rounds) = {expected}")
+                raise InputError(f"strategy {name!r}: accuracy shape {acc.shape}, expected (seeds, rounds) = {expected}")
 
 
 def summarize(curves: Curves, reference: str | Sequence[str] | None = None, tie_tolerance: float = 0.001) -> dict:
@@ -131,7 +134,7 @@ def summarize(curves: Curves, reference: str | Sequence[str] | None = None, tie_
     scores = {name: np.atleast_1d(aulc(acc, curves.n_labeled)) for name, acc in curves.accuracy.items()}
     if isinstance(reference, str):
         if reference not in scores:
-            raise ValueError(f"reference strategy {reference!r} not among {list(scores)}")
+            raise InputError(f"reference strategy {reference!r} not among {list(scores)}")
         pairs = [(reference, other) for other in scores if other != reference]
     else:
         if reference is None:
@@ -140,7 +143,7 @@ def summarize(curves: Curves, reference: str | Sequence[str] | None = None, tie_
             baselines = list(reference)
             missing = [b for b in baselines if b not in scores]
             if missing:
-                raise ValueError(f"reference strategies {missing} not among {list(scores)}")
+                raise InputError(f"reference strategies {missing} not among {list(scores)}")
         pairs = [(s, b) for b in baselines for s in scores if s != b]
     return {
         "n_seeds": int(curves.seeds.size),
@@ -197,27 +200,27 @@ def read_curves_csv(path) -> Curves:
         reader = csv.DictReader(f)
         missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; expected {','.join(CSV_COLUMNS)}")
+            raise InputError(f"{path}: missing column(s) {missing}; expected {','.join(CSV_COLUMNS)}")
         cells = {}  # (strategy, seed, round) -> (n_labeled, accuracy)
         for line, row in enumerate(reader, start=2):
             try:
                 key = (row["strategy"], int(row["seed"]), int(row["round"]))
                 value = (int(row["n_labeled"]), float(row["accuracy"]))
             except (TypeError, ValueError) as e:
-                raise ValueError(f"{path}: line {line}: bad row {row}: {e}") from None
+                raise InputError(f"{path}: line {line}: bad row {row}: {e}") from None
             if key in cells:
-                raise ValueError(f"{path}: line {line}: duplicate row for {key}")
+                raise InputError(f"{path}: line {line}: duplicate row for {key}")
             cells[key] = value
     strategies = list(dict.fromkeys(k[0] for k in cells))
     seeds = list(dict.fromkeys(k[1] for k in cells))
     rounds = sorted({k[2] for k in cells})
     # No duplicates, so the row count matches the full grid only if every cell is present.
     if not cells or rounds != list(range(len(rounds))) or len(cells) != len(strategies) * len(seeds) * len(rounds):
-        raise ValueError(f"{path}: not a full table of {len(strategies)} strategies x {len(seeds)} seeds "
+        raise InputError(f"{path}: not a full table of {len(strategies)} strategies x {len(seeds)} seeds "
                          f"x rounds 0..T (found {len(cells)} rows, rounds {rounds})")
     n_labeled = [cells[(strategies[0], seeds[0], t)][0] for t in rounds]
     if any(cells[k][0] != n_labeled[k[2]] for k in cells):
-        raise ValueError(f"{path}: n_labeled differs between rows of the same round")
+        raise InputError(f"{path}: n_labeled differs between rows of the same round")
     accuracy = {name: np.array([[cells[(name, s, t)][1] for t in rounds] for s in seeds]) for name in strategies}
     return Curves(accuracy=accuracy, n_labeled=np.array(n_labeled), seeds=np.array(seeds))
 

@@ -22,6 +22,7 @@ import copy
 
 import torch
 
+from metaal.errors import InputError
 from metaal.learners import map_tensors
 from metaal.strategies import QueryContext, Simulation, Strategy, check_query
 
@@ -69,7 +70,7 @@ def candidate_gains(sim: Simulation, candidates: torch.Tensor, on: str = "eval")
     measured on the evaluation set (on="eval") or on the whole pool with its true labels,
     the candidate itself left out (on="pool")."""
     if on not in GAIN_SETS:
-        raise ValueError(f"gains are measured on one of {GAIN_SETS}, got {on!r}")
+        raise InputError(f"gains are measured on one of {GAIN_SETS}, got {on!r}")
     ep = sim.episode
     rows = torch.arange(candidates.shape[0], device=candidates.device)[:, None]
     after = _refit(sim, candidates, ep.pool_y[rows, candidates], on).argmax(-1)             # (B, M, n_on)
@@ -125,7 +126,7 @@ class _LookaheadStrategy(Strategy):
 
     def score(self, ctx: QueryContext) -> torch.Tensor:
         if ctx.simulation is None:
-            raise ValueError(f"{self.name} refits the simulator's learner (and an oracle reads its labels); "
+            raise InputError(f"{self.name} refits the simulator's learner (and an oracle reads its labels); "
                              "it cannot run in deployment")
         m = ctx.available.shape[1] if self.n_candidates is None else self.n_candidates
         candidates = sample_candidates(ctx, m)
@@ -138,7 +139,7 @@ class _LookaheadStrategy(Strategy):
         check_query(ctx, k)
         scores = self.score(ctx).masked_fill(~ctx.available, float("-inf"))
         if (torch.isfinite(scores).sum(1) < k).any():
-            raise ValueError(f"{self.name} scores {self.n_candidates} candidates per round, fewer than k={k}")
+            raise InputError(f"{self.name} scores {self.n_candidates} candidates per round, fewer than k={k}")
         return scores.topk(k, dim=1).indices
 
 
@@ -150,7 +151,7 @@ class OneStepOracle(_LookaheadStrategy):
 
     def __init__(self, n_candidates: int | None = 64, on: str = "eval"):
         if on not in GAIN_SETS:
-            raise ValueError(f"gains are measured on one of {GAIN_SETS}, got {on!r}")
+            raise InputError(f"gains are measured on one of {GAIN_SETS}, got {on!r}")
         super().__init__(n_candidates)
         self.on = on
         self.name = "oracle" if on == "eval" else f"{on}_oracle"

@@ -10,7 +10,10 @@ the score lets it express the classic heuristics (margin, entropy) from the star
 
 from __future__ import annotations
 
+import inspect
 import os
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -18,7 +21,7 @@ from torch import nn
 
 from metaal import __version__
 from metaal.device import resolve_device
-from metaal.errors import MetaalError
+from metaal.errors import CheckpointError, InputError
 from metaal.features import SCHEMA, FeatureSchema
 from metaal.strategies import QueryContext, Strategy
 
@@ -26,7 +29,7 @@ CHECKPOINT_FORMAT = "metaal-policy"
 CHECKPOINT_VERSION = 1
 
 
-class PolicyLoadError(MetaalError):
+class PolicyLoadError(CheckpointError):
     """A file that is not a usable policy checkpoint for this metaal."""
 
 
@@ -58,7 +61,7 @@ class PolicyNet(nn.Module):
         `context_features` (B, R, F) when given: a reference subset standing in for a pool
         that is scored in batches."""
         if features.shape[-1] != self.hparams["n_features"]:
-            raise ValueError(f"the policy expects {self.hparams['n_features']} features per sample, "
+            raise InputError(f"the policy expects {self.hparams['n_features']} features per sample, "
                              f"got {features.shape[-1]}")
         h = self.encode(features)
         if self.hparams["context"]:
@@ -81,7 +84,7 @@ class PolicyStrategy(Strategy):
 
     def score(self, ctx: QueryContext) -> torch.Tensor:
         if ctx.schema != self.schema:
-            raise ValueError(f"the policy reads feature schema v{self.schema.version}; "
+            raise InputError(f"the policy reads feature schema v{self.schema.version}; "
                              f"the context holds v{ctx.schema.version}")
         device = next(self.net.parameters()).device
         context = None if ctx.context_features is None else ctx.context_features.to(device)
@@ -114,34 +117,82 @@ def atomic_save(obj, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+def read_checkpoint(path: str | os.PathLike, what: str, map_location="cpu", error=CheckpointError) -> dict:
+    """A checkpoint's dict, through `torch.load(weights_only=True)`: tensors and plain data
+    only, never code. Any file that is not such a dict raises `error`, naming the path."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        refused = re.search(r"GLOBAL ([\w.]+)", str(e))  # weights_only refused a global: the file asks to run code
+        if refused:
+            raise error(f"{path} asks to load the Python object {refused.group(1)}, beyond tensors and plain data; "
+                        f"refused without running anything. It is not a {what} this metaal wrote") from e
+        raise error(f"{path} is not a readable {what} (truncated or not a torch file?)") from e
+    except Exception as e:  # torch.load fails on foreign bytes with anything from KeyError to EOFError
+        raise error(f"{path} is not a readable {what} (truncated or not a torch file?): "
+                    f"{type(e).__name__}: {str(e)[:200]}") from e
+    if not isinstance(payload, dict):
+        raise error(f"{path} holds a {type(payload).__name__}, not a {what}")
+    return payload
+
+
+_POLICY_KEYS = ("format", "format_version", "metaal_version", "feature_schema", "hparams", "state_dict")
+
+
 def load_policy(path: str | os.PathLike, device: str | torch.device = "auto") -> PolicyStrategy:
-    """Load a frozen policy as a query strategy. Only `torch.load(weights_only=True)`: a
-    checkpoint can hold tensors and plain data, never code."""
+    """Load a frozen policy as a query strategy. Refuses, with a PolicyLoadError that says
+    why, any file that is not a complete, finite policy checkpoint of this metaal."""
     path = Path(path)
     if not path.is_file():
         raise PolicyLoadError(f"no policy checkpoint at {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch.load fails on foreign bytes with anything from KeyError to EOFError
-        raise PolicyLoadError(f"{path} is not a readable checkpoint (truncated or not a torch file?): "
-                              f"{type(e).__name__}: {str(e)[:200]}") from e
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+    payload = read_checkpoint(path, "policy checkpoint", error=PolicyLoadError)
+    if payload.get("format") != CHECKPOINT_FORMAT:
         raise PolicyLoadError(f"{path} is a torch file but not a metaal policy checkpoint "
                               "(write one with experiments/meta_train.py)")
     if payload.get("format_version") != CHECKPOINT_VERSION:
         raise PolicyLoadError(f"{path} has checkpoint format v{payload.get('format_version')}; this metaal "
                               f"{__version__} reads v{CHECKPOINT_VERSION}")
-    schema = FeatureSchema(version=payload["feature_schema"]["version"], names=tuple(payload["feature_schema"]["names"]))
+    missing = [k for k in _POLICY_KEYS if k not in payload]
+    if missing:
+        raise PolicyLoadError(f"{path} is an incomplete policy checkpoint: it lacks {missing}. Write it again "
+                              "with experiments/meta_train.py")
+    schema = _checkpoint_schema(path, payload)
+    net = _checkpoint_net(path, payload)
+    net.to(resolve_device(device))
+    return PolicyStrategy(net, schema, info={"path": str(path), "config": payload.get("config", {}),
+                                             **payload.get("info", {})})
+
+
+def _checkpoint_schema(path: Path, payload: dict) -> FeatureSchema:
+    try:
+        schema = FeatureSchema(version=payload["feature_schema"]["version"],
+                               names=tuple(payload["feature_schema"]["names"]))
+    except (KeyError, TypeError) as e:
+        raise PolicyLoadError(f"{path}: its feature_schema is malformed ({type(e).__name__}: {e})") from e
     if schema != SCHEMA:
         raise PolicyLoadError(
             f"{path} was trained on feature schema v{schema.version} {list(schema.names)}, but this metaal "
             f"{__version__} computes v{SCHEMA.version} {list(SCHEMA.names)}. Retrain the policy with this version, "
             f"or install the metaal it was trained with ({payload.get('metaal_version')})."
         )
-    net = PolicyNet(**payload["hparams"])
+    return schema
+
+
+def _checkpoint_net(path: Path, payload: dict) -> PolicyNet:
+    hparams = payload["hparams"]
+    known = set(inspect.signature(PolicyNet).parameters)
+    if not isinstance(hparams, dict) or not set(hparams) <= known:
+        unknown = sorted(set(hparams) - known) if isinstance(hparams, dict) else hparams
+        raise PolicyLoadError(f"{path} describes a policy network with {unknown}, which this metaal "
+                              f"{__version__} does not have (it takes {sorted(known)})")
     try:
+        net = PolicyNet(**hparams)
         net.load_state_dict(payload["state_dict"])
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, ValueError, AttributeError) as e:
         raise PolicyLoadError(f"{path}: the weights do not fit the policy network they describe ({e})") from e
-    net.to(resolve_device(device))
-    return PolicyStrategy(net, schema, info={"path": str(path), "config": payload["config"], **payload["info"]})
+    bad = [name for name, t in net.state_dict().items() if not torch.isfinite(t).all()]
+    if bad:
+        raise PolicyLoadError(f"{path}: the weights {bad} contain NaN or inf (a diverged training run?); "
+                              "use an earlier checkpoint or retrain")
+    return net

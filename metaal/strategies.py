@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from metaal.data.episodes import Episode
+from metaal.errors import InputError
 from metaal.features import SCHEMA, FeatureSchema, bald, entropy
 from metaal.learners import Learner, Prediction
 
@@ -54,12 +55,12 @@ class QueryContext:
 
 def check_query(ctx: QueryContext, k: int) -> None:
     if ctx.available.ndim != 2 or ctx.available.shape[1] == 0:
-        raise ValueError("the pool is empty: there is nothing to query")
+        raise InputError("the pool is empty: there is nothing to query")
     if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+        raise InputError(f"k must be a positive int, got {k!r}")
     remaining = int(ctx.available.sum(1).min())
     if k > remaining:
-        raise ValueError(f"asked for k={k} samples but only {remaining} unlabeled pool samples remain "
+        raise InputError(f"asked for k={k} samples but only {remaining} unlabeled pool samples remain "
                          "(in the episode with the fewest); lower k or the number of rounds")
 
 
@@ -123,7 +124,7 @@ class BALD(Strategy):
 
     def score(self, ctx):
         if ctx.pool.member_probs is None:
-            raise ValueError("BALD needs a learner with members (n_members > 0 or mc_passes > 0)")
+            raise InputError("BALD needs a learner with members (n_members > 0 or mc_passes > 0)")
         return bald(ctx.pool.member_probs)
 
 
@@ -198,5 +199,5 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 def make_strategy(name: str) -> Strategy:
     if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+        raise InputError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
     return STRATEGIES[name]()

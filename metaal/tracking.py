@@ -33,6 +33,8 @@ from collections import deque
 from pathlib import Path
 from urllib.parse import urlparse
 
+from metaal.errors import InputError
+
 MODES = ("online", "offline", "disabled")
 
 
@@ -57,7 +59,7 @@ def resolve_mode(mode: str | None) -> tuple[str, str | None]:
         return "offline", "no W&B API key found (WANDB_API_KEY or netrc), logging offline"
     requested = {"dryrun": "offline"}.get(requested.strip().lower(), requested.strip().lower())
     if requested not in MODES:
-        raise ValueError(f"unknown W&B mode {mode!r}: expected one of {MODES} (or 'dryrun')")
+        raise InputError(f"unknown W&B mode {mode!r}: expected one of {MODES} (or 'dryrun')")
     if requested == "online" and not _has_api_key():
         return "offline", "W&B mode 'online' requested but no API key found, logging offline"
     return requested, None
@@ -141,7 +143,7 @@ class Tracker:
 def _payloads(data: bytes, check_crc: bool = True):
     """Yield the serialized records of a .wandb log (leveldb log format, 32 KiB blocks)."""
     if data[:4] != b":W&B":
-        raise ValueError("not a W&B transaction log")
+        raise InputError("not a W&B transaction log")
     pos, block, chunks = 7, 32768, []  # 7-byte file header: ident, magic, version
     while pos + 7 <= len(data):
         if block - pos % block < 7:  # block trailer too small for a header: zero padding
@@ -153,7 +155,7 @@ def _payloads(data: bytes, check_crc: bool = True):
         if kind == 0 or len(chunk) < length:  # padding or a truncated tail (still writing)
             return
         if check_crc and zlib.crc32(chunk, zlib.crc32(bytes([kind]))) & 0xFFFFFFFF != crc:
-            raise ValueError(f"checksum mismatch at byte {pos - length - 7}")
+            raise InputError(f"checksum mismatch at byte {pos - length - 7}")
         chunks.append(chunk)
         if kind in (1, 4):  # FULL or LAST chunk completes a record
             yield b"".join(chunks)

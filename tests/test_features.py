@@ -7,6 +7,7 @@ import torch
 
 from metaal import features as feat
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
+from metaal.errors import NonFiniteError
 from metaal.features import SCHEMA, compute_features, local_density
 from metaal.learners import LogisticRegression, Prediction
 
@@ -76,5 +77,5 @@ def test_features_without_members_have_zero_bald(fitted_round):
 def test_nan_probabilities_are_reported(fitted_round):
     batch, pool, lab = fitted_round
     broken = Prediction(torch.full_like(pool.probs, float("nan")), None, pool.embedding)
-    with pytest.raises(FloatingPointError, match="NaN"):
+    with pytest.raises(NonFiniteError, match="NaN"):
         compute_features(broken, lab.embedding, batch.labeled_y, 5, budget_used=0.0)

@@ -13,12 +13,13 @@ POLICY = REPO / "benchmarks" / "results" / "meta_train_default" / "policy.pt"
 
 def test_analysis_notebook_runs_on_a_transfer_output(tmp_path, data_root, monkeypatch):
     out = tmp_path / "transfer"
+    # the policy path relative to the checkout, as the README writes it; the kernel runs in notebooks/
     result = subprocess.run(
-        [sys.executable, str(REPO / "experiments" / "transfer.py"), "--policy", str(POLICY), "--dataset",
+        [sys.executable, "experiments/transfer.py", "--policy", str(POLICY.relative_to(REPO)), "--dataset",
          "fashion_mnist", "--data-root", str(data_root), "--out", str(out), "--seeds", "3", "--rounds", "3",
-         "--batch-size", "5", "--pool-size", "100", "--eval-size", "200", "--n-ways", "5",
+         "--k", "5", "--pool-size", "100", "--eval-size", "200", "--n-ways", "5",
          "--strategies", "policy,margin,random", "--wandb-mode", "disabled", "--no-progress"],
-        capture_output=True, text=True)
+        capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     monkeypatch.setenv("METAAL_TRANSFER_DIR", str(out))
     monkeypatch.setenv("METAAL_DATA_ROOT", str(data_root))

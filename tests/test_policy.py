@@ -72,13 +72,13 @@ def test_missing_truncated_and_foreign_files_are_refused(tmp_path):
     save_policy(PolicyNet(), tmp_path / "p.pt")
     data = (tmp_path / "p.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(PolicyLoadError, match="cut.pt is not a readable checkpoint"):
+    with pytest.raises(PolicyLoadError, match="cut.pt is not a readable policy checkpoint"):
         load_policy(tmp_path / "cut.pt")
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(PolicyLoadError, match="not a metaal policy checkpoint"):
         load_policy(tmp_path / "other.pt")
     (tmp_path / "text.pt").write_text("hello")
-    with pytest.raises(PolicyLoadError, match="text.pt is not a readable checkpoint"):
+    with pytest.raises(PolicyLoadError, match="text.pt is not a readable policy checkpoint"):
         load_policy(tmp_path / "text.pt")
 
 

@@ -1,6 +1,7 @@
 """experiments/transfer.py end to end: a real held-out dataset, user .npz files, bad input."""
 
 import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -77,7 +78,7 @@ def test_unloadable_policy_is_a_clear_error(tmp_path, data_root):
     (tmp_path / "p.pt").write_text("not a checkpoint")
     result = transfer(tmp_path, "--policy", str(tmp_path / "p.pt"), "--dataset", "heart", "--data-root",
                       str(data_root), "--out", str(tmp_path / "o"), *SMALL)
-    assert result.returncode == 2 and "p.pt is not a readable checkpoint" in result.stderr
+    assert result.returncode == 2 and "p.pt is not a readable policy checkpoint" in result.stderr
     result = transfer(tmp_path, "--dataset", "heart", "--data-root", str(data_root), "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "pass --policy PATH" in result.stderr
 
@@ -86,3 +87,24 @@ def test_budget_larger_than_the_pool(tmp_path, data_root):
     result = transfer(tmp_path, "--dataset", "heart", "--data-root", str(data_root), "--out", str(tmp_path / "o"),
                       "--strategies", "margin", "--pool-size", "40", "--rounds", "10", "--batch-size", "5")
     assert result.returncode == 2 and "exceed the pool of 40" in result.stderr
+
+
+def test_preset_reproduces_the_transfer_table_row(tmp_path, data_root):
+    """`--preset NAME` runs a transfer-table row on the same episodes: the same per-seed AULCs."""
+    spec = importlib.util.spec_from_file_location("transfer_table", REPO / "benchmarks" / "transfer_table.py")
+    table = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = table
+    spec.loader.exec_module(table)
+    table.main(["--data-root", str(data_root), "--datasets", "omniglot_sanskrit_tagalog", "--seeds", "3",
+                "--rounds", "3", "--oracle-candidates", "0", "--baselines", "margin", "--out", str(tmp_path / "table"),
+                "--history", str(tmp_path / "history.json"), "--no-progress"])
+    row = json.loads((tmp_path / "table" / "table.json").read_text())["targets"]["omniglot_sanskrit_tagalog"]
+    out = tmp_path / "preset"
+    result = transfer(tmp_path, "--preset", "omniglot_sanskrit_tagalog", "--policy", str(POLICY), "--data-root",
+                      str(data_root), "--out", str(out), "--seeds", "3", "--rounds", "3",
+                      "--strategies", "policy,margin", "--no-progress", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["seed_offset"] == 10_000 and summary["config"]["spec"] == row["target"]["spec"]
+    for name in ("policy", "margin"):
+        assert summary["strategies"][name]["aulc_per_seed"] == row["strategies"][name]["aulc_per_seed"]

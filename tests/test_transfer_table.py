@@ -4,6 +4,8 @@ import importlib.util
 import json
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -21,7 +23,9 @@ def test_reduced_transfer_table(tmp_path, data_root):
             "--rounds", "3", "--oracle-candidates", "8", "--out", str(tmp_path), "--no-progress",
             "--history", str(tmp_path / "history.json")]
     table.main([*args, "--note", "first"])
-    table.main([*args, "--note", "second"])
+    with pytest.raises(SystemExit, match="already holds results .*table.json.*pass --overwrite"):
+        table.main([*args, "--note", "refused"])  # never replaces an earlier table silently
+    table.main([*args, "--note", "second", "--overwrite"])
     result = json.loads((tmp_path / "table.json").read_text())
     assert set(result["targets"]) == {"heart", "omniglot_sanskrit_tagalog"}
     heart = result["targets"]["heart"]

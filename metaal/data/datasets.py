@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from metaal.data import readers
-from metaal.errors import CorruptDataError, DataError, MissingDataError
+from metaal.errors import CorruptDataError, DataError, InputError, MissingDataError
 
 DATA_ROOT_ENV = "METAAL_DATA_ROOT"
 # Datasets without an official test split are split once, stratified, with this seed.
@@ -77,7 +77,7 @@ class Dataset:
                 f"inputs {tuple(self.test.X.shape[1:])}"
             )
         if self.class_groups is not None and len(self.class_groups) != self.num_classes:
-            raise ValueError("class_groups needs one entry per class")
+            raise InputError("class_groups needs one entry per class")
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -122,8 +122,18 @@ def encode_labels(*label_arrays: np.ndarray) -> tuple[list[np.ndarray], tuple[st
     return ids, tuple(name(v) for v in classes)
 
 
-def _part(X: np.ndarray, y: np.ndarray) -> Part:
-    return Part(torch.as_tensor(np.asarray(X, dtype=np.float32)), torch.as_tensor(y, dtype=torch.int64))
+def _part(name: str, X: np.ndarray, y: np.ndarray) -> Part:
+    try:
+        X = np.asarray(X, dtype=np.float32)
+    except (ValueError, TypeError) as e:
+        raise CorruptDataError(f"{name}: X must hold numbers ({e})") from e
+    return Part(torch.as_tensor(X), torch.as_tensor(y, dtype=torch.int64))
+
+
+def _check_classes(name: str, names: tuple[str, ...]) -> None:
+    if len(names) < 2:
+        raise CorruptDataError(f"{name}: y holds a single class ({names[0] if names else 'none'}); active learning "
+                               "needs samples of at least 2 classes")
 
 
 def make_dataset(name, X, y, X_test=None, y_test=None, class_names=None, class_groups=None) -> Dataset:
@@ -131,22 +141,26 @@ def make_dataset(name, X, y, X_test=None, y_test=None, class_names=None, class_g
     X = np.asarray(X)
     if X.ndim < 2:
         raise CorruptDataError(f"{name}: X must be (N, ...) with one row per sample, got shape {X.shape}")
+    if len(X) == 0 or X[0].size == 0:
+        raise CorruptDataError(f"{name}: X has shape {X.shape}: it needs at least one sample and one feature")
     if (X_test is None) != (y_test is None):
         raise CorruptDataError(f"{name}: give both X_test and y_test, or neither")
     if len(X) != np.asarray(y).reshape(-1).shape[0]:
         raise CorruptDataError(f"{name}: X has {len(X)} rows but y has {np.asarray(y).size} labels")
     if X_test is None:
         (y_ids,), names = encode_labels(y)
+        _check_classes(name, names)
         train_idx, test_idx = stratified_split(y_ids)
         X, X_test, y_ids, y_test_ids = X[train_idx], X[test_idx], y_ids[train_idx], y_ids[test_idx]
     else:
         (y_ids, y_test_ids), names = encode_labels(y, y_test)
+        _check_classes(name, names)
     if class_names is not None and len(class_names) != len(names):
         raise CorruptDataError(f"{name}: {len(class_names)} class names for {len(names)} classes in the labels")
     return Dataset(
         name=name,
-        train=_part(X, y_ids),
-        test=_part(X_test, y_test_ids),
+        train=_part(name, X, y_ids),
+        test=_part(name, X_test, y_test_ids),
         class_names=tuple(class_names) if class_names is not None else names,
         class_groups=class_groups,
     )
@@ -293,8 +307,9 @@ def load_image_folder(path: Path, image_size: int = IMAGE_SIZE) -> Dataset:
         samples = [tv_samples(str(f), class_to_idx, extensions=IMG_EXTENSIONS) for f in folders]
     except (FileNotFoundError, OSError) as e:
         raise CorruptDataError(f"{path} is not an image folder with one sub-folder per class ({e})") from e
-    with Image.open(samples[0][0][0]) as first:
-        grayscale = first.mode in ("1", "L", "I", "I;16", "F")
+    if not samples[0]:
+        raise CorruptDataError(f"{folders[0]} holds no images ({', '.join(IMG_EXTENSIONS)}) in its class sub-folders")
+    grayscale = readers.image_mode(samples[0][0][0]) in ("1", "L", "I", "I;16", "F")
 
     def load(part_samples):
         X = np.stack([readers.decode_image(Path(p).read_bytes(), p, image_size, grayscale) for p, _ in part_samples])

@@ -30,6 +30,7 @@ import torch
 
 from metaal.data.datasets import Dataset
 from metaal.device import resolve_device
+from metaal.errors import InputError
 
 with contextlib.redirect_stderr(io.StringIO()):
     # learn2learn imports gym, which prints a numpy-2 notice we do not need (we use no gym code).
@@ -54,7 +55,7 @@ def split_classes(dataset: Dataset, held_out: float | Sequence[int | str] = 0.5,
     """
     if by_group:
         if dataset.class_groups is None:
-            raise ValueError(f"{dataset.name} has no class groups; split by class instead (by_group=False)")
+            raise InputError(f"{dataset.name} has no class groups; split by class instead (by_group=False)")
         units = sorted(set(dataset.class_groups))
         unit_of_class = list(dataset.class_groups)
     else:
@@ -64,7 +65,7 @@ def split_classes(dataset: Dataset, held_out: float | Sequence[int | str] = 0.5,
 
     if isinstance(held_out, float):
         if not 0 < held_out < 1:
-            raise ValueError(f"held_out fraction must be in (0, 1), got {held_out}")
+            raise InputError(f"held_out fraction must be in (0, 1), got {held_out}")
         n = max(1, min(len(units) - 1, round(len(units) * held_out)))
         chosen = set(random.Random(seed).sample(units, n))
     else:
@@ -73,16 +74,16 @@ def split_classes(dataset: Dataset, held_out: float | Sequence[int | str] = 0.5,
         for item in held_out:
             if not by_group and isinstance(item, str):
                 if item not in names:
-                    raise ValueError(f"{dataset.name} has no class named {item!r}")
+                    raise InputError(f"{dataset.name} has no class named {item!r}")
                 item = names.index(item)
             if item not in units:
-                raise ValueError(f"{dataset.name} has no {kind[:-1] if kind == 'groups' else 'class'} {item!r}; "
+                raise InputError(f"{dataset.name} has no {kind[:-1] if kind == 'groups' else 'class'} {item!r}; "
                                  f"it has {units if by_group else f'ids 0..{len(units) - 1}'}")
             chosen.add(item)
     held = tuple(c for c in range(dataset.num_classes) if unit_of_class[c] in chosen)
     train = tuple(c for c in range(dataset.num_classes) if unit_of_class[c] not in chosen)
     if not held or not train:
-        raise ValueError(f"splitting {dataset.name}'s {kind} left one side empty")
+        raise InputError(f"splitting {dataset.name}'s {kind} left one side empty")
     return ClassSplit(meta_train=train, held_out=held)
 
 
@@ -97,11 +98,11 @@ class EpisodeSpec:
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, int) or value < 0:
-                raise ValueError(f"EpisodeSpec.{f.name} must be a non-negative int, got {value!r}")
+                raise InputError(f"EpisodeSpec.{f.name} must be a non-negative int, got {value!r}")
         if self.n_ways < 2:
-            raise ValueError(f"EpisodeSpec.n_ways must be at least 2, got {self.n_ways}")
+            raise InputError(f"EpisodeSpec.n_ways must be at least 2, got {self.n_ways}")
         if self.pool_per_class < 1 or self.eval_per_class < 1:
-            raise ValueError("EpisodeSpec needs pool_per_class >= 1 and eval_per_class >= 1")
+            raise InputError("EpisodeSpec needs pool_per_class >= 1 and eval_per_class >= 1")
 
     @property
     def train_per_class(self) -> int:
@@ -179,9 +180,9 @@ class EpisodeSampler:
         ds, spec = self.dataset, self.spec
         bad = [c for c in self.classes if not 0 <= c < ds.num_classes]
         if bad or len(set(self.classes)) != len(self.classes):
-            raise ValueError(f"classes must be distinct ids in 0..{ds.num_classes - 1} of {ds.name}; got {self.classes}")
+            raise InputError(f"classes must be distinct ids in 0..{ds.num_classes - 1} of {ds.name}; got {self.classes}")
         if spec.n_ways > len(self.classes):
-            raise ValueError(
+            raise InputError(
                 f"{spec.n_ways}-way episodes need at least {spec.n_ways} classes, but this split of "
                 f"{ds.name} has {len(self.classes)}; lower n_ways or give the split more classes"
             )
@@ -190,7 +191,7 @@ class EpisodeSampler:
         short = [(ds.class_names[c], int(train_counts[c]), int(test_counts[c])) for c in self.classes
                  if train_counts[c] < spec.train_per_class or test_counts[c] < spec.eval_per_class]
         if short:
-            raise ValueError(
+            raise InputError(
                 f"{len(short)} class(es) of {ds.name} are too small for this episode spec, which needs "
                 f"{spec.train_per_class} train samples (initial_per_class + pool_per_class) and "
                 f"{spec.eval_per_class} test samples per class; e.g. {short[0][0]!r} has "
@@ -225,7 +226,7 @@ class EpisodeSampler:
         spec = self.spec
         parts = [self._sample_indices(int(s)) for s in seeds]
         if not parts:
-            raise ValueError("sample_batch needs at least one seed")
+            raise InputError("sample_batch needs at least one seed")
         classes = torch.stack([p[0] for p in parts])                                  # (B, n)
         train_idx = torch.stack([p[1] for p in parts])                                # (B, n, k)
         pool_order = torch.stack([p[2] for p in parts])                               # (B, n*pool)

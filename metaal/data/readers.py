@@ -131,6 +131,9 @@ def read_libsvm(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 continue
             labels.append(float(parts[0]))
             rows.append({int(i): float(v) for i, v in (p.split(":") for p in parts[1:])})
+            if rows[-1] and min(rows[-1]) < 1:
+                raise CorruptDataError(f"{path} line {line_no}: feature index {min(rows[-1])}; LIBSVM feature "
+                                       "indices start at 1")
     except (UnicodeDecodeError, ValueError) as e:
         raise CorruptDataError(f"{path} line {line_no}: not LIBSVM format ({e})") from e
     if not rows:
@@ -145,9 +148,28 @@ def read_libsvm(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------------------- images
 
+def _image_errors():
+    """What PIL raises for bytes that are not an image it will decode; a decompression bomb (an
+    image of more than twice PIL's MAX_IMAGE_PIXELS) is refused before it is decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    return UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError, SyntaxError
+
+
+def image_mode(path: str | Path) -> str:
+    """The PIL mode of the image file at `path` (e.g. "L", "RGB"), read from its header."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.mode
+    except _image_errors() as e:
+        raise CorruptDataError(f"{path} is not a readable image ({type(e).__name__}: {e})") from e
+
+
 def decode_image(data: bytes, source: str, size: int, grayscale: bool) -> np.ndarray:
     """PNG/JPEG bytes -> float32 (C, size, size) in [0, 1]."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -155,8 +177,8 @@ def decode_image(data: bytes, source: str, size: int, grayscale: bool) -> np.nda
             if img.size != (size, size):
                 img = img.resize((size, size), Image.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as e:
-        raise CorruptDataError(f"{source} is not a readable image ({e})") from e
+    except _image_errors() as e:
+        raise CorruptDataError(f"{source} is not a readable image ({type(e).__name__}: {e})") from e
     return arr[None] if grayscale else arr.transpose(2, 0, 1)
 
 

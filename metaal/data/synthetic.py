@@ -22,6 +22,7 @@ import torch
 
 from metaal.data.episodes import Episode, EpisodeSpec
 from metaal.device import resolve_device
+from metaal.errors import InputError
 
 SYNTHETIC = "synthetic"  # the source name that selects this sampler in a meta-training config
 
@@ -33,9 +34,9 @@ class SyntheticTaskSampler:
                  separation: tuple[float, float] = (0.5, 3.0), label_noise: tuple[float, float] = (0.0, 0.2),
                  max_clusters_per_class: int = 3, device: str | torch.device = "cpu"):
         if not dims or min(dims) < 1:
-            raise ValueError(f"dims must be positive dimensions; got {dims}")
+            raise InputError(f"dims must be positive dimensions; got {dims}")
         if not 0 <= label_noise[0] <= label_noise[1] < 1 or not 0 < separation[0] <= separation[1]:
-            raise ValueError(f"need 0 <= label_noise low <= high < 1 and 0 < separation low <= high; "
+            raise InputError(f"need 0 <= label_noise low <= high < 1 and 0 < separation low <= high; "
                              f"got label_noise={label_noise}, separation={separation}")
         self.spec, self.dims, self.separation, self.label_noise = spec, tuple(dims), separation, label_noise
         self.max_clusters = max_clusters_per_class
@@ -76,7 +77,7 @@ class SyntheticTaskSampler:
     def sample_batch(self, seeds: Iterable[int]) -> Episode:
         seeds = [int(s) for s in seeds]
         if not seeds:
-            raise ValueError("sample_batch needs at least one seed")
+            raise InputError("sample_batch needs at least one seed")
         d = self.dims[int(np.random.default_rng([seeds[0], 1]).integers(len(self.dims)))]
         parts = list(zip(*(self._task(s, d) for s in seeds)))
 

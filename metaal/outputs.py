@@ -9,7 +9,7 @@ from metaal.errors import OutputExistsError
 
 
 def check_output_dir(path: str | os.PathLike, overwrite: bool = False, flag: str = "--overwrite",
-                       writes: tuple[str, ...] | None = None) -> Path:
+                     writes: tuple[str, ...] | None = None) -> Path:
     """Check, before any computation, that `path` may take a run's results: refuses a path
     that is a file, and a folder that already holds anything (or, given `writes`, any of those
     names) unless `overwrite` (the user's `flag`). Creates nothing: a run that fails later

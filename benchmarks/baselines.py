@@ -15,14 +15,16 @@ saw (e.g. held-out digits on seeds other than those it was validated on). Also r
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 
 from metaal import __version__
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
-from metaal.features import local_density
+from metaal.errors import exits_cleanly
 from metaal.evaluate import compare_strategies, write_comparison
+from metaal.features import local_density
 from metaal.learners import LogisticRegression
 from metaal.metrics import aulc, summarize, summary_markdown
 from metaal.outputs import check_output_dir
@@ -30,6 +32,7 @@ from metaal.policy import load_policy
 from metaal.strategies import STRATEGIES, make_strategy
 
 
+@exits_cleanly
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None, help="shared data folder (default: $METAAL_DATA_ROOT)")
@@ -88,4 +91,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

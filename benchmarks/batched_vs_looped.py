@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import torch
 
 from metaal import __version__
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
+from metaal.errors import exits_cleanly
 from metaal.learners import LogisticRegression
 from metaal.loop import run_active_learning
 from metaal.outputs import check_output_file
@@ -39,6 +41,7 @@ def best_of(fn, repeats: int) -> float:
     return min(times)
 
 
+@exits_cleanly
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None)
@@ -93,4 +96,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -19,6 +19,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import torch
 from metaal import __version__
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
 from metaal.device import resolve_device
+from metaal.errors import exits_cleanly
 from metaal.outputs import check_output_file
 
 
@@ -56,6 +58,7 @@ def reference_round(episode, steps: int = 100) -> None:
             ((part.flatten(1) - mean) / std @ w + b).softmax(-1)
 
 
+@exits_cleanly
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None, help="shared data folder (default: $METAAL_DATA_ROOT)")
@@ -101,4 +104,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from metaal.data import EpisodeSampler
-from metaal.errors import MetaalError
+from metaal.errors import exits_cleanly
 from metaal.evaluate import TARGETS, target_episodes, warn
 from metaal.features import SCHEMA
 from metaal.learners import LogisticRegression
@@ -117,6 +117,7 @@ def evaluate(scorers: dict, features, gains) -> dict:
     return out
 
 
+@exits_cleanly
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None)
@@ -129,10 +130,7 @@ def main(argv=None):
     unknown = [d for d in wanted if d not in TARGETS]
     if unknown:
         parser.error(f"unknown targets {unknown}; known: {', '.join(TARGETS)}")
-    try:
-        out = check_output_dir(args.out, args.overwrite, writes=("results.json",))
-    except MetaalError as e:
-        sys.exit(f"error: {e}")
+    out = check_output_dir(args.out, args.overwrite, writes=("results.json",))
     results = {}
     for target in (TARGETS[name] for name in wanted):
         start = time.perf_counter()
@@ -157,4 +155,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

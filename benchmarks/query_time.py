@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import torch
 import metaal
 from metaal.data import load_dataset
 from metaal.device import resolve_device
+from metaal.errors import exits_cleanly
 from metaal.features import entropy
 from metaal.outputs import check_output_file
 from metaal.strategies import make_strategy
@@ -78,6 +80,7 @@ def best_of(fn, repeats):
     return min(times)
 
 
+@exits_cleanly
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None)
@@ -138,4 +141,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from metaal import __version__
-from metaal.errors import MetaalError
+from metaal.errors import exits_cleanly
 from metaal.evaluate import TARGETS, Target, compare_strategies, target_episodes, warn
 from metaal.metrics import aulc, summarize, write_summary_json
 from metaal.oracle import GAIN_SETS, ExpectedGain, OneStepOracle
@@ -130,6 +130,7 @@ def markdown(results: dict[str, dict], agg: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+@exits_cleanly
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None)
@@ -151,11 +152,8 @@ def main(argv=None):
     unknown = [d for d in args.datasets.split(",") if d not in TARGETS]
     if unknown:
         parser.error(f"unknown targets {unknown}; known: {', '.join(TARGETS)}")
-    try:
-        out = check_output_dir(args.out, args.overwrite, writes=("table.json", "table.md"))
-        policy = load_policy(args.policy, device="cpu")
-    except MetaalError as e:
-        sys.exit(f"error: {e}")
+    out = check_output_dir(args.out, args.overwrite, writes=("table.json", "table.md"))
+    policy = load_policy(args.policy, device="cpu")
     results = {}
     for name in args.datasets.split(","):
         target = TARGETS[name]
@@ -182,4 +180,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

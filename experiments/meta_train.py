@@ -20,10 +20,11 @@ import sys
 from pathlib import Path
 
 from metaal.config import help_text, load_config
-from metaal.errors import MetaalError
+from metaal.errors import exits_cleanly
 from metaal.metatrain import MetaTrainConfig, MetaTrainer
 
 
+@exits_cleanly
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config (experiments/configs/*.yaml); default: built-in defaults")
@@ -40,16 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.device:
         overrides += [f"device={args.device}"]
 
-    try:
-        cfg = load_config(MetaTrainConfig, args.config, overrides)
-        out = Path(args.out or Path("runs") / "meta_train" / (Path(args.config).stem if args.config else "defaults"))
-        trainer = MetaTrainer(cfg, out, data_root=args.data_root)
-        print(f"meta-training with {cfg.trainer.name} for {cfg.trainer.steps} steps on {trainer.device}; "
-              f"output in {out}", file=sys.stderr)
-        summary = trainer.run(resume=args.resume, progress=not args.no_progress)
-    except MetaalError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(MetaTrainConfig, args.config, overrides)
+    out = Path(args.out or Path("runs") / "meta_train" / (Path(args.config).stem if args.config else "defaults"))
+    trainer = MetaTrainer(cfg, out, data_root=args.data_root)
+    print(f"meta-training with {cfg.trainer.name} for {cfg.trainer.steps} steps on {trainer.device}; "
+          f"output in {out}", file=sys.stderr)
+    summary = trainer.run(resume=args.resume, progress=not args.no_progress)
     final = summary["final_validation"] or {}
     print(f"best validation AULC {summary['best_val_aulc']:.4f} on held-out classes; at the end: "
           + ", ".join(f"{k.removeprefix('val/aulc_')} {v:.4f}" for k, v in final.items()

@@ -34,7 +34,7 @@ import torch
 from metaal import __version__
 from metaal.data import DATASETS
 from metaal.device import resolve_device
-from metaal.errors import InputError, MetaalError
+from metaal.errors import InputError, exits_cleanly
 from metaal.evaluate import TARGETS, Target, compare_strategies, target_episodes, warn, write_comparison
 from metaal.metrics import summarize, summary_markdown
 from metaal.outputs import check_output_dir
@@ -102,22 +102,19 @@ def _strategies(args, device) -> dict:
     return strategies
 
 
+@exits_cleanly
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        out = check_output_dir(args.out, args.overwrite)
-        device = resolve_device(args.device)
-        strategies = _strategies(args, device)
-        target = _target(args)
-        dataset, classes, spec, notes = target_episodes(target, args.data_root)
-        warn(notes)
-        seeds = list(range(target.seed_offset, target.seed_offset + args.seeds))
-        curves, _, seconds = compare_strategies(dataset, spec, strategies, seeds, target.rounds, target.k,
-                                                args.learner, classes=classes, device=device,
-                                                progress=not args.no_progress)
-    except MetaalError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    out = check_output_dir(args.out, args.overwrite)
+    device = resolve_device(args.device)
+    strategies = _strategies(args, device)
+    target = _target(args)
+    dataset, classes, spec, notes = target_episodes(target, args.data_root)
+    warn(notes)
+    seeds = list(range(target.seed_offset, target.seed_offset + args.seeds))
+    curves, _, seconds = compare_strategies(dataset, spec, strategies, seeds, target.rounds, target.k,
+                                            args.learner, classes=classes, device=device,
+                                            progress=not args.no_progress)
 
     summary = summarize(curves, reference="policy" if "policy" in strategies else None)
     dataset_arg = target.dataset if target.dataset in DATASETS else _absolute(target.dataset)

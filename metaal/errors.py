@@ -6,6 +6,9 @@ built-in type says the same (a bad value, a missing file), the error subclasses 
 code written against the built-in keeps working.
 """
 
+import functools
+import sys
+
 
 class MetaalError(Exception):
     """Base class for every error metaal raises on purpose."""
@@ -50,3 +53,18 @@ class CorruptDataError(DataError):
 
 class UnsafePickleError(CorruptDataError):
     """A pickle asked to build something other than numpy arrays and plain containers."""
+
+
+def exits_cleanly(main):
+    """For a script's main(): a MetaalError becomes one line on stderr and exit code 2, never
+    a traceback. Returns main's own exit code otherwise (None counts as 0)."""
+
+    @functools.wraps(main)
+    def run(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs) or 0
+        except MetaalError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+
+    return run

@@ -234,3 +234,9 @@ def test_meta_training_says_when_a_budget_labels_most_of_the_pool(tmp_path, data
     trainer = MetaTrainer(cfg, tmp_path / "run", data_root=data_root)
     assert [w.split(":")[0] for w in trainer.warnings] == ["data.sources[0] (mnist)", "validation"]
     assert "labels more than half of the pool of 100" in capsys.readouterr().err
+
+
+def test_benchmark_scripts_exit_cleanly_too(tmp_path, data_root):
+    result = run(REPO / "benchmarks" / "baselines.py", "--data-root", data_root, "--policy", tmp_path / "none.pt",
+                 "--out", tmp_path / "o")
+    assert "no policy checkpoint at" in one_line_error(result)

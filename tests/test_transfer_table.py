@@ -4,8 +4,6 @@ import importlib.util
 import json
 import sys
 
-import pytest
-
 from tests.conftest import REPO
 
 
@@ -17,14 +15,14 @@ def load_script():
     return module
 
 
-def test_reduced_transfer_table(tmp_path, data_root):
+def test_reduced_transfer_table(tmp_path, data_root, capsys):
     table = load_script()
     args = ["--data-root", str(data_root), "--datasets", "heart,omniglot_sanskrit_tagalog", "--seeds", "3",
             "--rounds", "3", "--oracle-candidates", "8", "--out", str(tmp_path), "--no-progress",
             "--history", str(tmp_path / "history.json")]
     table.main([*args, "--note", "first"])
-    with pytest.raises(SystemExit, match="already holds results .*table.json.*pass --overwrite"):
-        table.main([*args, "--note", "refused"])  # never replaces an earlier table silently
+    assert table.main([*args, "--note", "refused"]) == 2  # never replaces an earlier table silently
+    assert "already holds results (table.json, table.md); pass --overwrite" in capsys.readouterr().err
     table.main([*args, "--note", "second", "--overwrite"])
     result = json.loads((tmp_path / "table.json").read_text())
     assert set(result["targets"]) == {"heart", "omniglot_sanskrit_tagalog"}

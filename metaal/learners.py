@@ -190,13 +190,13 @@ class LogisticRegression:
             raise InputError(f"prepare expects a pool (B, m, ...) of at least 2 samples; got {tuple(pool_x.shape)}")
         flat = pool_x.flatten(2)
         std, mean = torch.std_mean(flat, 1, keepdim=True, correction=0)
-        low = high = None
-        if pool_x.ndim > 3:  # images (B, m, channels, height, width)
+        images = pool_x.ndim > 3  # (B, m, channels, height, width)
+        if images:
             std = std.square().mean(-1, keepdim=True).sqrt()
-        else:
-            low, high = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
         scale = (1 / (std.clamp_min(1e-6) * math.sqrt(flat.shape[-1]))).expand_as(mean)
-        if low is not None:
+        low = high = None
+        if not images:
+            low, high = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
             scale = scale.masked_fill(high == low, 0.0)  # constant in the pool: no information
         inputs = _LogRegInputs(scale, -mean * scale, None, {}, low, high)
         z = inputs.embed(pool_x)

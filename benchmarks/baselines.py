@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from metaal import __version__
-from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
+from metaal.data import TaskSpec
 from metaal.errors import exits_cleanly
 from metaal.evaluate import compare_strategies, write_comparison
 from metaal.features import local_density
@@ -29,15 +29,18 @@ from metaal.learners import LogisticRegression
 from metaal.metrics import aulc, summarize, summary_markdown
 from metaal.outputs import check_output_dir
 from metaal.policy import load_policy
-from metaal.strategies import STRATEGIES, make_strategy
+from metaal.registry import PLUGINS_HELP, load_plugins_from_argv
+from metaal.strategies import make_strategy, simulation_free
 
 
 @exits_cleanly
 def main():
+    load_plugins_from_argv(None)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None, help="shared data folder (default: $METAAL_DATA_ROOT)")
     parser.add_argument("--dataset", default="fashion_mnist")
-    parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated")
+    parser.add_argument("--strategies", default=",".join(simulation_free()),
+                        help="comma-separated (default: every registered one that needs no simulator)")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--k", type=int, default=5, help="samples labeled per round")
@@ -51,24 +54,25 @@ def main():
     parser.add_argument("--policy", default=None, help="a policy checkpoint; adds the strategy 'policy'")
     parser.add_argument("--out", default=None)
     parser.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
+    parser.add_argument("--plugins", help=PLUGINS_HELP)
     args = parser.parse_args()
 
     default_out = f"baselines_{args.dataset}" + (f"_init{args.initial_per_class}" if args.initial_per_class != 1 else "")
     out = check_output_dir(args.out or Path(__file__).parent / "results" / default_out, args.overwrite)
-    dataset = load_dataset(args.dataset, args.data_root)
-    spec = EpisodeSpec(n_ways=args.n_ways, initial_per_class=args.initial_per_class,
-                       pool_per_class=args.pool_per_class, eval_per_class=args.eval_per_class)
+    classes = tuple(int(c) for c in args.classes.split(",")) if args.classes else None
+    task = TaskSpec(args.dataset, classes=classes, n_ways=args.n_ways, initial_per_class=args.initial_per_class,
+                    pool_per_class=args.pool_per_class, eval_per_class=args.eval_per_class, rounds=args.rounds,
+                    k=args.k, learner={"name": args.learner})
     seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
-    classes = [int(c) for c in args.classes.split(",")] if args.classes else None
     strategies = {name: make_strategy(name) for name in args.strategies.split(",") if name != "policy"}
     if args.policy:
         strategies = {"policy": load_policy(args.policy, device="cpu"), **strategies}
-    curves, selected, seconds = compare_strategies(dataset, spec, strategies, seeds, args.rounds, args.k,
-                                                   args.learner, classes=classes)
+    result = compare_strategies(task, strategies, seeds, args.data_root)
+    curves, selected, seconds, spec = result.curves, result.selected, result.seconds, result.spec
 
     # Diagnostic: how typical is what a strategy picks? Percentile (0-100) of each pick's
     # local pool density within its episode, in the fast head's input space; random ~ 50.
-    pool_x = EpisodeSampler(dataset, spec, classes=classes).sample_batch(seeds).pool_x
+    pool_x = task.sampler(args.data_root)[0].sample_batch(seeds).pool_x
     pool_embedding = LogisticRegression().prepare(pool_x, torch.Generator().manual_seed(0)).sets["pool"]
     density_rank = local_density(pool_embedding).argsort(1).argsort(1).float() / (pool_embedding.shape[1] - 1) * 100
     pick_density = {name: round(float(torch.gather(density_rank, 1, picks.flatten(1)).mean()), 1)
@@ -77,7 +81,7 @@ def main():
         print(f"{name:<18} AULC {aulc(curves.accuracy[name], curves.n_labeled).mean():.4f}  density percentile "
               f"of picks {pick_density[name]:5.1f}  ({seconds[name]} s)")
     summary = summarize(curves)
-    summary["config"] = vars(args) | {"spec": vars(spec), "metaal": __version__, "torch": torch.__version__}
+    summary["config"] = vars(args) | {"task": task.to_dict(), "spec": vars(spec), "metaal": __version__, "torch": torch.__version__}
     summary["seconds_per_strategy"] = seconds
     summary["pick_density_percentile"] = pick_density
     write_comparison(out, curves, summary, title=f"{args.dataset}: {args.n_ways}-way, pool "

@@ -29,6 +29,7 @@ from metaal.errors import exits_cleanly
 from metaal.learners import LogisticRegression
 from metaal.loop import run_active_learning
 from metaal.outputs import check_output_file
+from metaal.registry import PLUGINS_HELP, load_plugins_from_argv
 from metaal.strategies import make_strategy
 
 
@@ -43,12 +44,14 @@ def best_of(fn, repeats: int) -> float:
 
 @exits_cleanly
 def main():
+    load_plugins_from_argv(None)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--episodes", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="best of this many timings")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "batched_vs_looped.json"))
     parser.add_argument("--overwrite", action="store_true", help="replace the earlier --out")
+    parser.add_argument("--plugins", help=PLUGINS_HELP)
     args = parser.parse_args()
     out = check_output_file(args.out, args.overwrite)
 

@@ -30,6 +30,7 @@ from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
 from metaal.device import resolve_device
 from metaal.errors import exits_cleanly
 from metaal.outputs import check_output_file
+from metaal.registry import PLUGINS_HELP, load_plugins_from_argv
 
 
 def per_call_ms(fn, repeats: int, per_call_items: int = 1) -> float:
@@ -60,12 +61,14 @@ def reference_round(episode, steps: int = 100) -> None:
 
 @exits_cleanly
 def main():
+    load_plugins_from_argv(None)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None, help="shared data folder (default: $METAAL_DATA_ROOT)")
     parser.add_argument("--device", default="cpu", help="auto | cpu | cuda")
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "episode_sampling.json"))
     parser.add_argument("--overwrite", action="store_true", help="replace the earlier --out")
+    parser.add_argument("--plugins", help=PLUGINS_HELP)
     args = parser.parse_args()
     out = check_output_file(args.out, args.overwrite)
     torch.manual_seed(0)

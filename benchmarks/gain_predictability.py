@@ -28,17 +28,16 @@ from pathlib import Path
 
 import torch
 
-from metaal.data import EpisodeSampler
 from metaal.errors import exits_cleanly
-from metaal.evaluate import TARGETS, target_episodes, warn
+from metaal.evaluate import TARGETS, warn
 from metaal.features import SCHEMA
-from metaal.learners import LogisticRegression
+from metaal.learners import make_learner
 from metaal.loop import run_active_learning
-from metaal.metatrain import regression_loss
-from metaal.oracle import candidate_gains, sample_candidates
 from metaal.outputs import check_output_dir
 from metaal.policy import PolicyNet
-from metaal.strategies import QueryContext, Strategy, make_strategy
+from metaal.registry import PLUGINS_HELP, load_plugins_from_argv
+from metaal.strategies import QueryContext, Selection, Strategy, candidate_gains, make_strategy, sample_candidates
+from metaal.trainers import regression_loss
 
 HERE = Path(__file__).parent
 
@@ -50,28 +49,29 @@ class RecordingMargin(Strategy):
     """Margin sampling that records, at every state, candidates' features and true gains."""
 
     name = "margin-recording"
+    needs_simulation = True  # the true gains refit the learner with the candidates' labels
 
     def __init__(self, candidates: int):
-        self.margin, self.candidates, self.features, self.gains = make_strategy("margin"), candidates, [], []
+        self.margin, self.candidates = make_strategy("margin"), candidates
 
-    def select(self, ctx: QueryContext, k: int) -> torch.Tensor:
+    def select(self, ctx: QueryContext, k: int) -> Selection:
         margin_score = self.margin.score(ctx)
         candidates = sample_candidates(ctx, self.candidates, prefer=margin_score, top_share=TOP / CANDIDATES)
         rows = torch.arange(candidates.shape[0])[:, None]
-        self.features.append(ctx.features[rows, candidates])
-        self.gains.append(candidate_gains(ctx.simulation, candidates))
-        return self.margin.select(ctx, k)
+        record = {"features": ctx.features[rows, candidates], "gains": candidate_gains(ctx.simulation, candidates)}
+        return Selection(self.margin.select(ctx, k), record)
 
 
-def states(target, episodes: int, data_root) -> tuple[torch.Tensor, torch.Tensor]:
+def states(task, episodes: int, data_root) -> tuple[torch.Tensor, torch.Tensor]:
     """features (E, S, M, F) and gains (E, S, M) of S states of E episodes."""
-    dataset, classes, spec, notes = target_episodes(target, data_root)
+    sampler, notes = task.sampler(data_root)
     warn(notes)
-    batch = EpisodeSampler(dataset, spec, classes=classes).sample_batch(range(SEED_OFFSET, SEED_OFFSET + episodes))
+    spec = sampler.spec
+    batch = sampler.sample_batch(range(SEED_OFFSET, SEED_OFFSET + episodes))
     # as many candidates at every state, also in the last round of a small pool
-    recorder = RecordingMargin(min(CANDIDATES, spec.n_ways * spec.pool_per_class - (target.rounds - 1) * target.k))
-    run_active_learning(batch, LogisticRegression(), recorder, target.rounds, target.k, seed=0)
-    return torch.stack(recorder.features, 1), torch.stack(recorder.gains, 1)
+    recorder = RecordingMargin(min(CANDIDATES, spec.n_ways * spec.pool_per_class - (task.rounds - 1) * task.k))
+    records = run_active_learning(batch, make_learner(task.learner), recorder, task.rounds, task.k, seed=0).records
+    return torch.stack([r["features"] for r in records], 1), torch.stack([r["gains"] for r in records], 1)
 
 
 def centred(t: torch.Tensor) -> torch.Tensor:
@@ -119,12 +119,14 @@ def evaluate(scorers: dict, features, gains) -> dict:
 
 @exits_cleanly
 def main(argv=None):
+    load_plugins_from_argv(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--episodes", type=int, default=32, help="per target; half fit, half test")
     parser.add_argument("--datasets", default=",".join(TARGETS))
     parser.add_argument("--out", default=str(HERE / "results" / "gain_predictability"))
     parser.add_argument("--overwrite", action="store_true", help="replace the results.json in --out")
+    parser.add_argument("--plugins", help=PLUGINS_HELP)
     args = parser.parse_args(argv)
     wanted = args.datasets.split(",")
     unknown = [d for d in wanted if d not in TARGETS]
@@ -132,9 +134,9 @@ def main(argv=None):
         parser.error(f"unknown targets {unknown}; known: {', '.join(TARGETS)}")
     out = check_output_dir(args.out, args.overwrite, writes=("results.json",))
     results = {}
-    for target in (TARGETS[name] for name in wanted):
+    for target in wanted:
         start = time.perf_counter()
-        features, gains = states(target, args.episodes, args.data_root)
+        features, gains = states(TARGETS[target], args.episodes, args.data_root)
         half = args.episodes // 2
         train, test = (features[:half], gains[:half]), (features[half:], gains[half:])
         scorers = {"margin": margin_scorer, "linear": fit_linear(*train), "mlp": fit_mlp(*train)}
@@ -143,8 +145,8 @@ def main(argv=None):
         for name in ("linear", "mlp"):
             r[f"recovered_{name}"] = (r[name] - r["margin"]) / advantage if advantage > 0 else None
         r["states"], r["seconds"] = int(gains[half:].shape[0] * gains.shape[1]), round(time.perf_counter() - start, 1)
-        results[target.name] = r
-        print(f"{target.name:28s} top-1 gain: oracle {r['oracle']:+.4f} margin {r['margin']:+.4f} "
+        results[target] = r
+        print(f"{target:28s} top-1 gain: oracle {r['oracle']:+.4f} margin {r['margin']:+.4f} "
               f"linear {r['linear']:+.4f} mlp {r['mlp']:+.4f} random {r['random']:+.4f} | "
               f"R2 linear {r['r2_linear']:.3f} mlp {r['r2_mlp']:.3f}", flush=True)
     out.mkdir(parents=True, exist_ok=True)

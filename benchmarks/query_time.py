@@ -31,6 +31,7 @@ from metaal.device import resolve_device
 from metaal.errors import exits_cleanly
 from metaal.features import entropy
 from metaal.outputs import check_output_file
+from metaal.registry import PLUGINS_HELP, load_plugins_from_argv
 from metaal.strategies import make_strategy
 
 HERE = Path(__file__).parent
@@ -82,6 +83,7 @@ def best_of(fn, repeats):
 
 @exits_cleanly
 def main():
+    load_plugins_from_argv(None)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--device", default="auto")
@@ -91,6 +93,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--policy", default=str(HERE / "results" / "meta_train_default" / "policy.pt"))
     parser.add_argument("--overwrite", action="store_true", help="replace this benchmark's earlier JSON")
+    parser.add_argument("--plugins", help=PLUGINS_HELP)
     args = parser.parse_args()
     device = resolve_device(args.device)
     suffix = "" if args.pool == 100_000 else f"_{args.pool}"

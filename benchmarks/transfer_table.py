@@ -37,38 +37,39 @@ import torch
 
 from metaal import __version__
 from metaal.errors import exits_cleanly
-from metaal.evaluate import TARGETS, Target, compare_strategies, target_episodes, warn
+from metaal.data import TaskSpec
+from metaal.evaluate import TABLE_SEED_OFFSET, TARGETS, compare_strategies
+from metaal.learners import learner_spec
 from metaal.metrics import aulc, summarize, write_summary_json
-from metaal.oracle import GAIN_SETS, ExpectedGain, OneStepOracle
 from metaal.outputs import check_output_dir
 from metaal.policy import load_policy
+from metaal.registry import PLUGINS_HELP, load_plugins_from_argv
 from metaal.strategies import make_strategy
 
 HERE = Path(__file__).parent
 BASELINES = "margin,entropy,least_confidence,bald,coreset,badge,random"
 ORACLES = {"oracle": "gap_closed", "pool_oracle": "gap_closed_pool"}  # oracle -> its gap-closed key
 REFERENCES = (*ORACLES, "expected_gain")  # the lookahead references: not baselines
+NOTES = {"mnist_digits_5-9": "validation classes of the default policy"}  # marked * in the table
 
 
-def run_target(target: Target, policy, baselines: list[str], n_seeds: int, oracle_candidates: int,
-               data_root, progress: bool) -> dict:
-    dataset, classes, spec, notes = target_episodes(target, data_root)
-    warn(notes)
-    seeds = list(range(target.seed_offset, target.seed_offset + n_seeds))
+def run_target(task: TaskSpec, policy, baselines: list[str], n_seeds: int, oracle_candidates: int,
+               data_root, progress: bool, note: str = "") -> dict:
+    seeds = list(range(TABLE_SEED_OFFSET, TABLE_SEED_OFFSET + n_seeds))
     strategies = {"policy": policy, **{name: make_strategy(name) for name in baselines}}
     if oracle_candidates:
-        references = [*(OneStepOracle(oracle_candidates, on=on) for on in GAIN_SETS), ExpectedGain(oracle_candidates)]
-        strategies |= {r.name: r for r in references}
-    curves, _, seconds = compare_strategies(dataset, spec, strategies, seeds, target.rounds, target.k,
-                                            classes=classes, progress=progress)
+        strategies |= {name: make_strategy(name, n_candidates=oracle_candidates) for name in REFERENCES}
+    result = compare_strategies(task, strategies, seeds, data_root, progress=progress)
+    curves = result.curves
     summary = summarize(curves, reference="policy")
     scores = {name: float(aulc(acc, curves.n_labeled).mean()) for name, acc in curves.accuracy.items()}
     for oracle, key in ORACLES.items():
         closable = oracle in scores and "margin" in scores and scores[oracle] > scores["margin"]
         summary[key] = (scores["policy"] - scores["margin"]) / (scores[oracle] - scores["margin"]) if closable else None
-    summary["target"] = vars(target) | {"spec": vars(spec)}
-    summary["warnings"] = notes
-    summary["seconds_per_strategy"] = seconds
+    summary["target"] = task.to_dict() | {"seed_offset": TABLE_SEED_OFFSET, "spec": vars(result.spec)}
+    summary["note"] = note
+    summary["warnings"] = result.notes
+    summary["seconds_per_strategy"] = result.seconds
     return summary
 
 
@@ -108,7 +109,7 @@ def markdown(results: dict[str, dict], agg: dict) -> str:
         oracles = " | ".join(f"{number(st.get(o, {}).get('aulc_mean'), '.4f')} | {number(r.get(key), '+.2f')}"
                              for o, key in ORACLES.items())
         best = max((s for s in st if s != "policy" and s not in REFERENCES), key=lambda s: st[s]["aulc_mean"])
-        mark = " *" if r["target"]["note"] else ""
+        mark = " *" if r["note"] else ""
         lines.append(f"| {name}{mark} | {st['policy']['aulc_mean']:.4f} ± {st['policy']['aulc_std']:.4f} | "
                      f"{st['margin']['aulc_mean']:.4f} | {c['mean_difference']:+.4f} "
                      f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] | {c['wins']}/{c['ties']}/{c['losses']} | "
@@ -125,13 +126,14 @@ def markdown(results: dict[str, dict], agg: dict) -> str:
                   for name, v in agg["references_vs_margin"].items() if v is not None]
     if references:
         lines.append(f"Mean AULC difference to margin of the lookahead references: {'; '.join(references)}.")
-    if any(r["target"]["note"] for r in results.values()):
-        lines.append("\\* " + "; ".join(f"{n}: {r['target']['note']}" for n, r in results.items() if r["target"]["note"]))
+    if any(r["note"] for r in results.values()):
+        lines.append("\\* " + "; ".join(f"{n}: {r['note']}" for n, r in results.items() if r["note"]))
     return "\n".join(lines) + "\n"
 
 
 @exits_cleanly
 def main(argv=None):
+    load_plugins_from_argv(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--policy", default=str(HERE / "results" / "meta_train_default" / "policy.pt"))
@@ -147,6 +149,7 @@ def main(argv=None):
                         help="JSON list every run appends its aggregate to (one history for all attempts)")
     parser.add_argument("--overwrite", action="store_true", help="replace the table.json and table.md in --out")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--plugins", help=PLUGINS_HELP)
     args = parser.parse_args(argv)
 
     unknown = [d for d in args.datasets.split(",") if d not in TARGETS]
@@ -156,11 +159,10 @@ def main(argv=None):
     policy = load_policy(args.policy, device="cpu")
     results = {}
     for name in args.datasets.split(","):
-        target = TARGETS[name]
-        if args.rounds is not None:
-            target = Target(**{**vars(target), "rounds": args.rounds})
-        results[name] = run_target(target, policy, args.baselines.split(","), args.seeds, args.oracle_candidates,
-                                   args.data_root, not args.no_progress)
+        task = TARGETS[name].replace(learner=learner_spec(policy.info["learner"] or "logreg"))  # as trained
+        task = task if args.rounds is None else task.replace(rounds=args.rounds)
+        results[name] = run_target(task, policy, args.baselines.split(","), args.seeds, args.oracle_candidates,
+                                   args.data_root, not args.no_progress, NOTES.get(name, ""))
         c = next(c for c in results[name]["comparisons"] if c["baseline"] == "margin")
         print(f"{name:<28} policy - margin {c['mean_difference']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]",
               flush=True)

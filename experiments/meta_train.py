@@ -1,7 +1,8 @@
 """Meta-train a query policy on episodic class-subset tasks.
 
     python experiments/meta_train.py --config experiments/configs/default.yaml \
-        [--data-root DIR] [--out DIR] [--device auto|cpu|cuda] [--resume] [--trainer.lr 3e-4 ...]
+        [--data-root DIR] [--out DIR] [--device auto|cpu|cuda] [--resume] [--plugins MODULE[,MODULE]] \
+        [--trainer.lr 3e-4 --learner.name cnn --learner.options.cnn.steps 50 ...]
 
 Every key of the config can be overridden on the command line (--section.key value); run with
 --help-config to list them. Writes to --out (default runs/meta_train/<config name>):
@@ -21,11 +22,25 @@ from pathlib import Path
 
 from metaal.config import help_text, load_config
 from metaal.errors import exits_cleanly
-from metaal.metatrain import MetaTrainConfig, MetaTrainer
+from metaal.learners import LEARNERS, learner_spec
+from metaal.registry import PLUGINS_HELP, load_plugins_from_argv
+from metaal.trainers import TRAINERS, MetaTrainConfig, MetaTrainer
+
+
+def full_help() -> str:
+    """Every config key, then each registered learner's and trainer's own options."""
+    learners = "\n".join(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in learner_spec(name).items() if k != "name")
+                          for name in LEARNERS)
+    trainers = "\n".join(f"  {name}:\n" + "\n".join("    " + line for line in
+                                                     help_text(TRAINERS.get(name).Options).splitlines())
+                          for name in TRAINERS)
+    return (f"{help_text(MetaTrainConfig)}\n\nlearner.options.NAME, the options of each learner, and their defaults:\n"
+            f"{learners}\n\ntrainer.options.NAME, the options of each trainer:\n{trainers}")
 
 
 @exits_cleanly
 def main(argv: list[str] | None = None) -> int:
+    load_plugins_from_argv(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config (experiments/configs/*.yaml); default: built-in defaults")
     parser.add_argument("--data-root", help="dataset folder (default: $METAAL_DATA_ROOT)")
@@ -34,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--help-config", action="store_true", help="list every config key and exit")
+    parser.add_argument("--plugins", help=PLUGINS_HELP)
     args, overrides = parser.parse_known_args(argv)
     if args.help_config:
-        print(help_text(MetaTrainConfig))
+        print(full_help())
         return 0
     if args.device:
         overrides += [f"device={args.device}"]

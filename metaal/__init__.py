@@ -8,8 +8,13 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 
-# The two entry points for using a trained policy (imported after __version__, which they read).
+# Using a trained policy, and extending metaal by name (imported after __version__, which they read).
+from metaal.data import TaskSpec, make_dataset, register_dataset  # noqa: E402
 from metaal.deploy import select  # noqa: E402
+from metaal.learners import register_learner  # noqa: E402
 from metaal.policy import load_policy  # noqa: E402
+from metaal.strategies import Selection, Strategy, register_strategy  # noqa: E402
+from metaal.trainers import Trainer, register_trainer  # noqa: E402
 
-__all__ = ["__version__", "load_policy", "select"]
+__all__ = ["__version__", "TaskSpec", "make_dataset", "register_dataset", "select", "register_learner",
+           "load_policy", "Selection", "Strategy", "register_strategy", "Trainer", "register_trainer"]

@@ -111,8 +111,8 @@ def _override_pairs(args: Sequence[str]) -> list[tuple[str, Any]]:
             raise ConfigError(f"command line: expected '--key value' or 'key=value', got {arg!r}")
         if "" in key.split("."):
             raise ConfigError(f"command line: bad key {key!r} in {arg!r}; keys look like 'trainer.lr'")
-        try:
-            pairs.append((key, yaml.safe_load(text)))
+        try:  # "None" is how a W&B sweep agent passes null
+            pairs.append((key, None if text.strip() == "None" else yaml.safe_load(text)))
         except yaml.YAMLError as exc:
             raise ConfigError(f"command line: cannot read the value of '{key}' ({text!r}) as YAML: {exc}") from None
     return pairs
@@ -195,6 +195,10 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         if any(value == choice and type(value) is type(choice) for choice in args):
             return value
         raise _Invalid(key, f"{_name(key)} must be one of {', '.join(map(repr, args))}; got {value!r}")
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise _type_error(key, "a mapping of keys", value)
+        return dict(value)  # a free-form section (a learner's or trainer's options): its owner checks it
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise _type_error(key, "a list", value)
@@ -226,7 +230,7 @@ def _expected(tp: Any) -> str:
         return "one of " + ", ".join(map(repr, args))
     if origin in (list, tuple):
         return "a list"
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) or origin is dict:
         return "a mapping of keys"
     name = getattr(tp, "__name__", str(tp))
     return ("an " if name[0] in "aeiou" else "a ") + name

@@ -31,7 +31,7 @@ from torch import nn
 
 from metaal.device import resolve_device
 from metaal.errors import InputError, NonFiniteError
-from metaal.features import compute_features, density_from_knn, knn_distance, nearest_distance, reference_subset
+from metaal.features import PoolStatistics, compute_features, reference_subset
 from metaal.learners import Prediction
 from metaal.strategies import QueryContext, Strategy
 
@@ -113,6 +113,9 @@ def select(strategy: Strategy, model: nn.Module, pool, k: int, labeled_x: torch.
            num_classes: int, *, budget_used: float = 0.0, batch_size: int = 4096, mc_passes: int = 0,
            device: str | torch.device = "auto", seed: int = 0, return_scores: bool = False):
     """The k pool indices to label next, best first (and their scores, with return_scores)."""
+    if strategy.needs_simulation:
+        raise InputError(f"strategy {strategy.name!r} refits the simulator's learner (and may read labels): it runs "
+                         "only in simulation (run_active_learning), not on your pool")
     if type(strategy).select is not Strategy.select:
         raise InputError(f"strategy {strategy.name!r} selects jointly over the whole pool; select() streams the "
                          "pool in batches and supports score-and-rank strategies (policy, margin, entropy, ...)")
@@ -140,25 +143,20 @@ def select(strategy: Strategy, model: nn.Module, pool, k: int, labeled_x: torch.
     reference = _forward(model, _rows(pool, ref_index), device, mc_passes, ref_index)
     if reference.probs.shape[-1] != num_classes:
         raise InputError(f"the model predicts {reference.probs.shape[-1]} classes, num_classes is {num_classes}")
-    ref_index = ref_index.to(device)
-    ref_knn = knn_distance(reference.embedding, reference.embedding, ref_index, ref_index)
-    knn_scale = ref_knn.median(-1, keepdim=True).values
-    labeled_scale = nearest_distance(reference.embedding, labeled).median(-1, keepdim=True).values
+    stats = PoolStatistics.from_reference(reference.embedding, ref_index, labeled, size=n)
 
-    def features(pred: Prediction, density: torch.Tensor) -> torch.Tensor:
-        return compute_features(pred, labeled, labeled_y, num_classes, budget_used, density=density,
-                                pool_size=n, labeled_distance_scale=labeled_scale)
+    def features(pred: Prediction, index: torch.Tensor) -> torch.Tensor:
+        return compute_features(pred, labeled, labeled_y, num_classes, budget_used, stats, index=index)
 
-    context = features(reference, density_from_knn(ref_knn, knn_scale))
+    stats.context_features = features(reference, stats.reference_index)
     best_scores = torch.empty(0, device=device)
     best_index = torch.empty(0, dtype=torch.int64, device=device)
     for start, x in _batches(pool, batch_size):
         index = torch.arange(start, start + len(x), device=device)
         pred = _forward(model, x, device, mc_passes, index)
-        density = density_from_knn(knn_distance(pred.embedding, reference.embedding, index, ref_index), knn_scale)
-        ctx = QueryContext(pool=pred, features=features(pred, density), labeled_embedding=labeled,
+        ctx = QueryContext(pool=pred, features=features(pred, index), labeled_embedding=labeled,
                            available=torch.ones(1, len(x), dtype=torch.bool, device=device),
-                           generator=generator, context_features=context)
+                           generator=generator, context_features=stats.context_features)
         scores = torch.cat([best_scores, strategy.score(ctx)[0]])
         top = scores.topk(min(k, len(scores)))
         best_scores, best_index = top.values, torch.cat([best_index, index])[top.indices]

@@ -113,20 +113,57 @@ def local_density(embedding: torch.Tensor, generator: torch.Generator | None = N
     return density_from_knn(knn, knn[:, ref].median(-1, keepdim=True).values)
 
 
+@dataclass
+class PoolStatistics:
+    """The pool-wide quantities the features are normalised by, one object for every caller:
+    exact for a pool held in memory (`in_memory`: the simulator, meta-training and
+    evaluation), estimated on a seeded reference subset for a pool streamed in batches
+    (`from_reference`: deployment), where they must not depend on the batch."""
+
+    size: int                                     # samples in the whole pool
+    pool_density: torch.Tensor | None = None      # in memory: (B, m) local density of every sample
+    reference: torch.Tensor | None = None         # streamed: (B, R, H) embeddings of the reference subset
+    reference_index: torch.Tensor | None = None   # streamed: (R,) their pool indices
+    knn_scale: torch.Tensor | None = None         # streamed: (B, 1) median k-NN distance in the reference
+    labeled_distance_scale: torch.Tensor | None = None  # streamed: (B, 1) median distance to the labeled set
+    context_features: torch.Tensor | None = None  # streamed: (B, R, F) the reference's features (policy context)
+
+    @classmethod
+    def in_memory(cls, embedding: torch.Tensor, generator: torch.Generator | None = None) -> PoolStatistics:
+        return cls(size=embedding.shape[1], pool_density=local_density(embedding, generator))
+
+    @classmethod
+    def from_reference(cls, reference: torch.Tensor, reference_index: torch.Tensor, labeled_embedding: torch.Tensor,
+                       size: int) -> PoolStatistics:
+        """From the embeddings (B, R, H) of the reference subset `reference_index` of a pool of `size`."""
+        reference_index = reference_index.to(reference.device)
+        knn = knn_distance(reference, reference, reference_index, reference_index)
+        return cls(size=size, reference=reference, reference_index=reference_index,
+                   knn_scale=knn.median(-1, keepdim=True).values,
+                   labeled_distance_scale=nearest_distance(reference, labeled_embedding).median(-1, keepdim=True).values)
+
+    def density(self, embedding: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+        """(B, m) local density of the samples `index` (None: the whole pool in memory)."""
+        if self.reference is None:
+            return self.pool_density
+        return density_from_knn(knn_distance(embedding, self.reference, index, self.reference_index), self.knn_scale)
+
+    def labeled_scale(self, d_labeled: torch.Tensor) -> torch.Tensor:
+        """(B, 1) the pool's median distance to the labeled set (`d_labeled`: the whole pool's, in memory)."""
+        return d_labeled.median(-1, keepdim=True).values if self.labeled_distance_scale is None \
+            else self.labeled_distance_scale
+
+
 def compute_features(pool: Prediction, labeled_embedding: torch.Tensor, labeled_y: torch.Tensor,
-                     num_classes: int, budget_used: float, generator: torch.Generator | None = None,
-                     density: torch.Tensor | None = None, pool_size: int | None = None,
-                     labeled_distance_scale: torch.Tensor | None = None,
+                     num_classes: int, budget_used: float, stats: PoolStatistics | None = None,
+                     generator: torch.Generator | None = None, index: torch.Tensor | None = None,
                      schema: FeatureSchema = SCHEMA) -> torch.Tensor:
     """Features (B, m, F) of m pool samples of B episodes.
 
     pool: the fitted learner's prediction on the pool; labeled_embedding (B, n, H) and
     labeled_y (B, n): the current labeled set; budget_used: fraction of the query budget spent.
-    density: `local_density(pool.embedding)` if already known (it depends on the pool alone
-    when the learner's embedding does), else it is computed here.
-    When `pool` is one batch of a larger pool streamed in batches (deployment), the pool-wide
-    quantities come from outside: density (against a reference subset), pool_size (the
-    whole pool's) and labeled_distance_scale (B, 1), the median distance to the labeled set.
+    stats: the pool-wide statistics (None: `PoolStatistics.in_memory` of this pool, with
+    `generator`); for one batch of a streamed pool, `index` holds the batch's pool indices.
     """
     if schema != SCHEMA:
         raise InputError(f"this metaal computes feature schema v{SCHEMA.version}; got v{schema.version}")
@@ -134,14 +171,12 @@ def compute_features(pool: Prediction, labeled_embedding: torch.Tensor, labeled_
     B, m, C = p.shape
     log_c = math.log(C)
     top2 = p.topk(2, dim=-1).values
+    stats = PoolStatistics.in_memory(emb, generator) if stats is None else stats
 
     member_info = bald(pool.member_probs) / log_c if pool.member_probs is not None else torch.zeros_like(p[..., 0])
     d_labeled = nearest_distance(emb, labeled_embedding)
-    if labeled_distance_scale is None:
-        labeled_distance_scale = d_labeled.median(-1, keepdim=True).values
-    r_labeled = d_labeled / labeled_distance_scale.clamp_min(1e-12)
+    r_labeled = d_labeled / stats.labeled_scale(d_labeled).clamp_min(1e-12)
 
-    density = local_density(emb, generator) if density is None else density
     counts = torch.nn.functional.one_hot(labeled_y, C).sum(1).float()            # (B, C)
     share = counts / counts.sum(-1, keepdim=True)
     predicted_share = torch.gather(share, 1, p.argmax(-1))                       # (B, m)
@@ -156,10 +191,10 @@ def compute_features(pool: Prediction, labeled_embedding: torch.Tensor, labeled_
         "margin": top2[..., 0] - top2[..., 1],
         "bald": member_info,
         "dist_to_labeled": r_labeled / (1 + r_labeled),
-        "local_density": density,
+        "local_density": stats.density(emb, index),
         "predicted_class_share": predicted_share,
         "budget_used": per_round(budget_used),
-        "labeled_fraction": per_round(n_labeled / (n_labeled + (m if pool_size is None else pool_size))),
+        "labeled_fraction": per_round(n_labeled / (n_labeled + stats.size)),
         "label_entropy": per_round(entropy(share) / log_c),
         "inv_num_classes": per_round(1 / C),
     }

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metaal.errors import InputError
+from metaal.registry import Registry
 
 
 @dataclass
@@ -53,6 +56,13 @@ class FittedLearner(Protocol):
 
 
 class Learner(Protocol):
+    """Register one by name with `metaal.register_learner`; configs then build it as
+    {name: ..., **its constructor's keyword options}.
+
+    No trainer differentiates through a learner: the loop and the lookahead call `fit` and
+    `predict` under torch.no_grad(), so the policy's gradient never reaches a fit. A learner
+    that trains by gradient descent turns grad on for its own optimisation (SmallCNN does)."""
+
     name: str
     # True when predict's embedding depends on the pool alone (not on the labeled set), so
     # pool-wide quantities computed from it can be reused across rounds.
@@ -313,7 +323,7 @@ class SmallCNN:
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         nets = []
         for i, (xb, yb) in enumerate(zip(x, y)):
-            with _seeded_torch(seed + i, xb.device):
+            with _seeded_torch(seed + i, xb.device), torch.enable_grad():  # callers fit under no_grad
                 net = _ConvNet(x.shape[2], num_classes, x.shape[-1], self.dropout).to(x.device)
                 opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
                 net.train()
@@ -325,10 +335,36 @@ class SmallCNN:
         return _FittedCNN(nets, self.mc_passes, seed, prepared)
 
 
-LEARNERS = {"logreg": LogisticRegression, "cnn": SmallCNN}
+LEARNERS: Registry[type] = Registry("learner")
+LEARNERS.register("logreg", LogisticRegression)
+LEARNERS.register("cnn", SmallCNN)
 
 
-def make_learner(name: str, **kwargs) -> Learner:
-    if name not in LEARNERS:
-        raise InputError(f"unknown learner {name!r}; choose one of {', '.join(LEARNERS)}")
-    return LEARNERS[name](**kwargs)
+def register_learner(name: str, learner: type | None = None, *, replace: bool = False):
+    """Register a learner class (see Learner) under `name`, as a call or as a decorator."""
+    return LEARNERS.register(name, learner, replace=replace)
+
+
+def learner_spec(spec: str | dict) -> dict:
+    """The full description of a learner: {"name": ..., every constructor option}, the options
+    not given at their defaults. Refuses an unknown name or option, saying which."""
+    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+    if "name" not in spec:
+        raise InputError(f"a learner is given as {{name: ..., options}}; got {spec} without a name")
+    cls = LEARNERS.get(spec["name"])
+    parameters = {k: p for k, p in inspect.signature(cls).parameters.items()
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    unknown = sorted(set(spec) - {"name"} - set(parameters))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(parameters), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise InputError(f"learner {spec['name']!r} has no option {unknown[0]!r}; its options are "
+                         f"{', '.join(parameters) or 'none'}{hint}")
+    defaults = {k: p.default for k, p in parameters.items() if p.default is not inspect.Parameter.empty}
+    return {"name": spec["name"], **defaults, **{k: v for k, v in spec.items() if k != "name"}}
+
+
+def make_learner(spec: str | dict = "logreg", **options) -> Learner:
+    """Build a learner from its name or its spec ({name, options}); `options` override the spec's."""
+    spec = learner_spec({**({"name": spec} if isinstance(spec, str) else spec), **options})
+    return LEARNERS.get(spec["name"])(**{k: v for k, v in spec.items() if k != "name"})

@@ -57,25 +57,39 @@ class PolicyNet(nn.Module):
                 context_features: torch.Tensor | None = None) -> torch.Tensor:
         """features (B, m, F), available (B, m) bool -> scores (B, m), higher = label first.
 
-        The pooled context is the mean encoding of the available samples, or of
-        `context_features` (B, R, F) when given: a reference subset standing in for a pool
-        that is scored in batches."""
+        The pooled context is the mean encoding of the pool: of its available samples when
+        the whole pool is here, else of `context_features` (B, R, F), the features of a
+        reference subset standing in for a pool that is scored in batches."""
         if features.shape[-1] != self.hparams["n_features"]:
             raise InputError(f"the policy expects {self.hparams['n_features']} features per sample, "
                              f"got {features.shape[-1]}")
         h = self.encode(features)
         if self.hparams["context"]:
             if context_features is None:
-                weight = available.unsqueeze(-1).to(h.dtype)
-                pooled = (h * weight).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp_min(1)
+                pool, weight = h, available.unsqueeze(-1).to(h.dtype)
             else:
-                pooled = self.encode(context_features).mean(1, keepdim=True)
+                pool = self.encode(context_features)
+                weight = torch.ones_like(pool[..., :1])
+            pooled = (pool * weight).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp_min(1)
             h = torch.cat([h, pooled.expand_as(h)], -1)
         return self.head(h).squeeze(-1) + self.linear(features).squeeze(-1)
 
+    def score(self, ctx: QueryContext, schema: FeatureSchema = SCHEMA) -> torch.Tensor:
+        """(B, m) scores of a query context: the one path from a context to the network, for
+        training rollouts, evaluation and deployment alike. Checks the context's feature
+        schema against the one the network reads, and runs on the network's device."""
+        if ctx.schema != schema:
+            raise InputError(f"the policy reads feature schema v{schema.version}; "
+                             f"the context holds v{ctx.schema.version}")
+        device = next(self.parameters()).device
+        context = None if ctx.context_features is None else ctx.context_features.to(device)
+        return self(ctx.features.to(device), ctx.available.to(device), context).to(ctx.features.device)
+
 
 class PolicyStrategy(Strategy):
-    """A frozen policy as a query strategy: label the k highest-scored samples."""
+    """A frozen policy as a query strategy: label the k highest-scored samples.
+    `info` holds what the checkpoint records: its path, config, and the tasks and learner
+    it was trained with ("tasks", "learner")."""
 
     name = "policy"
 
@@ -83,20 +97,17 @@ class PolicyStrategy(Strategy):
         self.net, self.schema, self.info = net.eval(), schema, info or {}
 
     def score(self, ctx: QueryContext) -> torch.Tensor:
-        if ctx.schema != self.schema:
-            raise InputError(f"the policy reads feature schema v{self.schema.version}; "
-                             f"the context holds v{ctx.schema.version}")
-        device = next(self.net.parameters()).device
-        context = None if ctx.context_features is None else ctx.context_features.to(device)
         with torch.inference_mode():
-            return self.net(ctx.features.to(device), ctx.available.to(device), context).to(ctx.features.device)
+            return self.net.score(ctx, self.schema)
 
 
 # ---------------------------------------------------------------------------- checkpoints
 
 def save_policy(net: PolicyNet, path: str | os.PathLike, config: dict | None = None,
-                info: dict | None = None) -> None:
-    """Write a policy checkpoint (atomically: a crash mid-write leaves the old file intact)."""
+                info: dict | None = None, tasks: dict | None = None, learner: dict | None = None) -> None:
+    """Write a policy checkpoint (atomically: a crash mid-write leaves the old file intact).
+    `tasks` ({"sources": [TaskSpec dicts], "validation": TaskSpec dict}) and `learner` (its
+    full spec) record what the policy was trained on, for evaluation to read back."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
@@ -106,6 +117,8 @@ def save_policy(net: PolicyNet, path: str | os.PathLike, config: dict | None = N
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "config": config or {},
         "info": info or {},
+        "tasks": tasks or {},
+        "learner": learner or {},
     }
     atomic_save(payload, path)
 
@@ -160,8 +173,17 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "auto") ->
     schema = _checkpoint_schema(path, payload)
     net = _checkpoint_net(path, payload)
     net.to(resolve_device(device))
-    return PolicyStrategy(net, schema, info={"path": str(path), "config": payload.get("config", {}),
-                                             **payload.get("info", {})})
+    config = payload.get("config", {})
+    return PolicyStrategy(net, schema, info={"path": str(path), "config": config, **payload.get("info", {}),
+                                             "tasks": payload.get("tasks") or {},
+                                             "learner": payload.get("learner") or _learner_of_old(config)})
+
+
+def _learner_of_old(config: dict) -> dict:
+    """The learner of a checkpoint written before checkpoints recorded it: the logistic head,
+    with the options its config's learner section held."""
+    section = config.get("learner") if isinstance(config, dict) else None
+    return {"name": "logreg", **section} if isinstance(section, dict) and "name" not in section else {}
 
 
 def _checkpoint_schema(path: Path, payload: dict) -> FeatureSchema:

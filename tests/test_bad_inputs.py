@@ -106,8 +106,8 @@ def test_small_dataset_caps_are_said_and_recorded(tmp_path, data_root):
     assert result.returncode == 0, result.stderr
     warnings = json.loads((out / "summary.json").read_text())["warnings"]
     assert len(warnings) == 3
-    assert "pool capped at" in warnings[0] and "instead of 500" in warnings[0]
-    assert "evaluation set capped at" in warnings[1] and "instead of 1000" in warnings[1]
+    assert "pool capped at" in warnings[0] and "instead of 200" in warnings[0]
+    assert "evaluation set capped at" in warnings[1] and "instead of 400" in warnings[1]
     assert "labels more than half of the pool" in warnings[2]
     assert all(f"warning: {w}" in result.stderr for w in warnings)
 
@@ -228,7 +228,7 @@ def test_nan_in_the_pool_is_a_metaal_error_naming_the_rows(mnist_model):
 
 def test_meta_training_says_when_a_budget_labels_most_of_the_pool(tmp_path, data_root, capsys):
     from metaal.config import load_config
-    from metaal.metatrain import MetaTrainConfig, MetaTrainer
+    from metaal.trainers import MetaTrainConfig, MetaTrainer
 
     cfg = load_config(MetaTrainConfig, SMOKE, ["--loop.rounds", "20", "--wandb.mode", "disabled"])  # 60 of 100
     trainer = MetaTrainer(cfg, tmp_path / "run", data_root=data_root)

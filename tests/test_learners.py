@@ -134,7 +134,7 @@ def test_bad_fit_inputs(x, y, message):
 
 def test_make_learner():
     assert isinstance(make_learner("logreg", steps=5), LogisticRegression)
-    with pytest.raises(ValueError, match="unknown learner 'svm'; choose one of logreg, cnn"):
+    with pytest.raises(ValueError, match="unknown learner 'svm'; choose from logreg, cnn"):
         make_learner("svm")
 
 

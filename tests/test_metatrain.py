@@ -18,8 +18,9 @@ from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
 from metaal.features import SCHEMA
 from metaal.learners import LogisticRegression
 from metaal.loop import run_active_learning
-from metaal.metatrain import (MetaTrainConfig, MetaTrainer, discounted_returns, imitation_loss,
-                              plackett_luce_log_prob, regression_loss, SourceConfig)
+from metaal.trainers import (MetaTrainConfig, MetaTrainer, discounted_returns, imitation_loss,
+                              plackett_luce_log_prob, regression_loss)
+from metaal.trainers.config import SourceConfig
 from metaal.strategies import gumbel_top_k
 from metaal.policy import PolicyNet, load_policy
 from metaal.tracking import read_offline_run
@@ -190,11 +191,30 @@ def test_reinforce_smoke_run(tmp_path, data_root):
     assert not (tmp_path / "run" / "wandb").exists()
 
 
+@pytest.mark.parametrize("trainer", ["oracle", "reinforce"])
+def test_small_cnn_by_name_runs_both_trainers(tmp_path, data_root, trainer):
+    """Any registered learner works with both trainers: neither differentiates through a fit."""
+    cfg = load_config(MetaTrainConfig, SMOKE, ["--learner.name", "cnn", "--learner.options.cnn", "{steps: 2, mc_passes: 2}",
+                                               "--trainer.name", trainer, "--trainer.steps", "2",
+                                               "--trainer.episodes_per_step", "2", "--trainer.options.oracle.candidates",
+                                               "3", "--validation.every", "2", "--validation.seeds", "2",
+                                               "--wandb.mode", "disabled"])
+    trainer_run = MetaTrainer(cfg, tmp_path / "run", data_root=data_root)
+    assert type(trainer_run.learner).__name__ == "SmallCNN"
+    summary = trainer_run.run(progress=False)
+    log = json.loads((tmp_path / "run" / "log.json").read_text())
+    assert len(log["steps"]) == 2 and all(s["grad_norm"] > 0 for s in log["steps"])
+    assert summary["best_val_aulc"] > 0
+    policy = load_policy(tmp_path / "run" / "policy.pt", device="cpu")
+    assert policy.info["learner"] == {"name": "cnn", "steps": 2, "lr": 3e-3, "weight_decay": 1e-4, "dropout": 0.25,
+                                      "mc_passes": 2}
+
+
 def test_synthetic_source_with_its_own_episode_shape(tmp_path, data_root):
     """A mix of a real source and binary synthetic tasks with their own rounds and k."""
     cfg = load_config(MetaTrainConfig, SMOKE, ["--trainer.steps", "4", "--validation.every", "4",
-                                               "--wandb.mode", "disabled", "--trainer.loss", "regression",
-                                               "--trainer.top_candidates", "0.5"])
+                                               "--wandb.mode", "disabled", "--trainer.options.oracle.loss", "regression",
+                                               "--trainer.options.oracle.top_candidates", "0.5"])
     cfg.data.sources.append(SourceConfig(dataset="synthetic", n_ways=2, rounds=6, k=2))
     trainer = MetaTrainer(cfg, tmp_path / "run", data_root=data_root)
     trainer.run(progress=False)
@@ -282,7 +302,7 @@ def test_bad_value_names_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(SMOKE.read_text().replace("name: oracle", "name: ppo"))
     result = run_script("--config", str(bad), "--out", str(tmp_path / "o"))
-    assert result.returncode == 2 and "'trainer.name' must be one of 'reinforce', 'oracle'" in result.stderr
+    assert result.returncode == 2 and "'trainer': unknown trainer 'ppo'; choose from oracle, reinforce" in result.stderr
 
 
 def test_validation_classes_must_be_held_out(tmp_path, data_root):
@@ -293,4 +313,4 @@ def test_validation_classes_must_be_held_out(tmp_path, data_root):
 
 def test_help_config_lists_keys():
     result = run_script("--help-config")
-    assert result.returncode == 0 and "trainer.candidates" in result.stdout and "oracle" in result.stdout
+    assert result.returncode == 0 and "candidates" in result.stdout and "oracle" in result.stdout

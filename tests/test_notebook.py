@@ -17,7 +17,7 @@ def test_analysis_notebook_runs_on_a_transfer_output(tmp_path, data_root, monkey
     result = subprocess.run(
         [sys.executable, "experiments/transfer.py", "--policy", str(POLICY.relative_to(REPO)), "--dataset",
          "fashion_mnist", "--data-root", str(data_root), "--out", str(out), "--seeds", "3", "--rounds", "3",
-         "--k", "5", "--pool-size", "100", "--eval-size", "200", "--n-ways", "5",
+         "--k", "5", "--pool-per-class", "20", "--eval-per-class", "40", "--n-ways", "5",
          "--strategies", "policy,margin,random", "--wandb-mode", "disabled", "--no-progress"],
         capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr

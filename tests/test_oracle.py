@@ -7,7 +7,7 @@ from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
 from metaal.learners import LogisticRegression
 from metaal.loop import run_active_learning
 from metaal.metrics import aulc
-from metaal.oracle import OneStepOracle, candidate_gains, expected_gains
+from metaal.strategies import OneStepOracle, candidate_gains, expected_gains
 from metaal.strategies import QueryContext, Simulation, make_strategy
 
 
@@ -93,7 +93,7 @@ def test_expected_gain_by_hand_and_without_labels(batch):
 
 
 def test_lookahead_refits_in_bounded_chunks(batch, monkeypatch):
-    import metaal.oracle as oracle
+    import metaal.strategies.lookahead as oracle
     sim = simulation(batch, LogisticRegression(n_members=0))
     candidates = torch.arange(10).expand(4, -1)
     whole = candidate_gains(sim, candidates, on="pool")
@@ -108,7 +108,7 @@ def test_oracle_picks_its_largest_gains(batch):
     pool = learner.fit(sim.prepared, batch.labeled_x, batch.labeled_y, 5).predict_prepared("pool")
     ctx = QueryContext(pool=pool, features=torch.zeros(4, 150, 11), labeled_embedding=pool.embedding[:, :5],
                        available=available, generator=torch.Generator().manual_seed(0), simulation=sim)
-    picked = OneStepOracle(n_candidates=None).select(ctx, 3)
+    picked = OneStepOracle(n_candidates=None).query(ctx, 3).indices
     all_gains = candidate_gains(sim, torch.arange(150).expand(4, -1))
     best = all_gains.topk(3, 1).values
     assert torch.allclose(all_gains.gather(1, picked).sort(1, descending=True).values, best)
@@ -127,12 +127,12 @@ def test_oracle_needs_the_simulator(batch):
     pool = learner.fit(sim.prepared, batch.labeled_x, batch.labeled_y, 5).predict_prepared("pool")
     ctx = QueryContext(pool=pool, features=torch.zeros(4, 150, 11), labeled_embedding=pool.embedding[:, :5],
                        available=torch.ones(4, 150, dtype=torch.bool), generator=torch.Generator())
-    with pytest.raises(ValueError, match="cannot run in deployment"):
-        OneStepOracle().select(ctx, 2)
+    with pytest.raises(ValueError, match="runs only in simulation, not in deployment"):
+        OneStepOracle().query(ctx, 2)
 
 
 def test_candidates_mix_the_preferred_top_with_uniform_draws():
-    from metaal.oracle import sample_candidates
+    from metaal.strategies import sample_candidates
     B, m = 4, 50
     available = torch.ones(B, m, dtype=torch.bool)
     available[:, :5] = False  # already labeled: never a candidate, however preferred

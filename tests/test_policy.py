@@ -37,18 +37,18 @@ def test_context_makes_scores_depend_on_the_rest_of_the_pool(ctx):
 
 def test_margin_initialisation_selects_like_margin(ctx):
     policy = PolicyStrategy(PolicyNet().init_as_heuristic("margin", sign=-1.0))
-    picked = policy.select(ctx, 5).sort(1).values
-    assert torch.equal(picked, make_strategy("margin").select(ctx, 5).sort(1).values)
+    picked = policy.query(ctx, 5).indices.sort(1).values
+    assert torch.equal(picked, make_strategy("margin").query(ctx, 5).indices.sort(1).values)
 
 
 def test_selection_respects_the_strategy_contract(ctx):
     policy = PolicyStrategy(PolicyNet())
-    picked = policy.select(ctx, 7)
+    picked = policy.query(ctx, 7).indices
     for row, available in zip(picked, ctx.available):
         assert row.unique().numel() == 7 and available[row].all()
     remaining = int(ctx.available.sum(1).min())
     with pytest.raises(ValueError, match=f"only {remaining} unlabeled"):
-        policy.select(ctx, remaining + 1)
+        policy.query(ctx, remaining + 1)
 
 
 def test_wrong_feature_count_is_a_clear_error(ctx):

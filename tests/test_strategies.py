@@ -1,30 +1,46 @@
-"""One template every query strategy must pass, plus what each strategy specifically does."""
+"""One template every query strategy must pass (every registered one, the frozen policy and
+the lookahead references included), plus what each strategy specifically does."""
 
 import pytest
 import torch
 
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
+from metaal.errors import InputError, StrategyError
 from metaal.features import compute_features
 from metaal.learners import LogisticRegression, Prediction
-from metaal.strategies import STRATEGIES, QueryContext, make_strategy
+from metaal.policy import PolicyNet, PolicyStrategy
+from metaal.strategies import STRATEGIES, QueryContext, Simulation, Strategy, make_strategy
 
 B, K = 3, 5
 
 
 def make_context(batch, seed=0, n_labeled_from_pool=10):
-    """A real context: logreg fit on the initial labels plus the first pool samples."""
+    """A real context: logreg fit on the initial labels plus the first pool samples, with the
+    simulator's state (which only strategies that need it receive in the loop)."""
     rows = torch.arange(batch.pool_y.shape[0])[:, None]
     queried = torch.arange(n_labeled_from_pool).expand(batch.pool_y.shape[0], -1)
     x = torch.cat([batch.labeled_x, batch.pool_x[rows, queried]], 1)
     y = torch.cat([batch.labeled_y, batch.pool_y[rows, queried]], 1)
     learner = LogisticRegression(n_members=4)
     generator = torch.Generator().manual_seed(seed)
-    fitted = learner.fit(learner.prepare(batch.pool_x, generator), x, y, 5, generator)
+    prepared = learner.prepare(batch.pool_x, generator, extra={"eval": batch.eval_x})
+    fitted = learner.fit(prepared, x, y, 5, generator)
     pool, lab = fitted.predict_prepared("pool"), fitted.predict(x)
+    accuracy = (fitted.predict_prepared("eval").probs.argmax(-1) == batch.eval_y).float().mean(1)
     available = torch.ones(batch.pool_y.shape, dtype=torch.bool)
     available[rows, queried] = False
-    return QueryContext(pool=pool, features=compute_features(pool, lab.embedding, y, 5, 0.3, generator),
-                        labeled_embedding=lab.embedding, available=available, generator=generator)
+    return QueryContext(pool=pool, features=compute_features(pool, lab.embedding, y, 5, 0.3, generator=generator),
+                        labeled_embedding=lab.embedding, available=available, generator=generator,
+                        simulation=Simulation(batch, learner, prepared, x, y, accuracy, 5))
+
+
+def build(name: str) -> Strategy:
+    """The strategy under test: a registered one (lookahead references scoring every available
+    sample), or "policy", a frozen policy network."""
+    if name == "policy":
+        torch.manual_seed(0)
+        return PolicyStrategy(PolicyNet(hidden=16))
+    return make_strategy(name, n_candidates=None) if STRATEGIES.get(name).needs_simulation else make_strategy(name)
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +58,11 @@ def one_class_batch(batch):
                           "pool_index": batch.pool_index[rows, idx]})
 
 
-@pytest.mark.parametrize("name", list(STRATEGIES))
+@pytest.mark.parametrize("name", [*STRATEGIES, "policy"])
 class TestEveryStrategy:
     def test_selects_k_distinct_available_indices(self, name, batch):
         ctx = make_context(batch)
-        picked = make_strategy(name).select(ctx, K)
+        picked = build(name).query(ctx, K).indices
         assert picked.shape == (B, K) and picked.dtype == torch.int64
         for row, available in zip(picked, ctx.available):
             assert row.unique().numel() == K
@@ -54,31 +70,31 @@ class TestEveryStrategy:
 
     def test_scores_are_finite_per_pool_sample(self, name, batch):
         ctx = make_context(batch)
-        scores = make_strategy(name).score(ctx)
-        assert scores.shape == ctx.available.shape and torch.isfinite(scores).all()
+        scores = build(name).score(ctx)
+        assert scores.shape == ctx.available.shape and torch.isfinite(scores[ctx.available]).all()
 
     def test_deterministic_under_a_seed(self, name, batch):
-        a = make_strategy(name).select(make_context(batch, seed=3), K)
-        b = make_strategy(name).select(make_context(batch, seed=3), K)
+        a = build(name).query(make_context(batch, seed=3), K).indices
+        b = build(name).query(make_context(batch, seed=3), K).indices
         assert torch.equal(a, b)
 
     def test_k_larger_than_the_unlabeled_pool_is_a_clear_error(self, name, batch):
         ctx = make_context(batch)
         remaining = int(ctx.available.sum(1).min())
         with pytest.raises(ValueError, match=f"asked for k={remaining + 1} samples but only {remaining}"):
-            make_strategy(name).select(ctx, remaining + 1)
+            build(name).query(ctx, remaining + 1)
         with pytest.raises(ValueError, match="k must be a positive int"):
-            make_strategy(name).select(ctx, 0)
+            build(name).query(ctx, 0)
 
     def test_can_take_every_remaining_sample(self, name, batch):
         ctx = make_context(batch)
         remaining = int(ctx.available.sum(1).min())
-        picked = make_strategy(name).select(ctx, remaining)
+        picked = build(name).query(ctx, remaining).indices
         assert all(row.unique().numel() == remaining for row in picked)
 
     def test_pool_of_one_class(self, name, one_class_batch):
         ctx = make_context(one_class_batch, n_labeled_from_pool=3)
-        picked = make_strategy(name).select(ctx, K)
+        picked = build(name).query(ctx, K).indices
         for row, available in zip(picked, ctx.available):
             assert row.unique().numel() == K and available[row].all()
 
@@ -88,7 +104,28 @@ class TestEveryStrategy:
                              features=ctx.features[:, :0], labeled_embedding=ctx.labeled_embedding,
                              available=ctx.available[:, :0], generator=ctx.generator)
         with pytest.raises(ValueError, match="pool is empty"):
-            make_strategy(name).select(empty, 1)
+            build(name).query(empty, 1)
+
+    def test_only_strategies_that_declare_it_need_the_simulator(self, name, batch):
+        ctx = make_context(batch)
+        ctx.simulation = None  # as in deployment
+        if build(name).needs_simulation:
+            with pytest.raises(InputError, match="runs only in simulation"):
+                build(name).query(ctx, K)
+        else:
+            assert build(name).query(ctx, K).indices.shape == (B, K)
+
+
+def test_a_broken_selection_is_caught_once_for_every_strategy(batch):
+    class Repeats(Strategy):
+        name = "repeats"
+
+        def select(self, ctx, k):
+            return torch.zeros(ctx.available.shape[0], k, dtype=torch.int64)
+
+    ctx = make_context(batch)
+    with pytest.raises(StrategyError, match="selected a labeled or repeated pool sample"):
+        Repeats().query(ctx, 2)
 
 
 # ------------------------------------------------------------------ what each one does
@@ -103,20 +140,20 @@ def test_uncertainty_strategies_take_their_top_scores(batch):
     }
     for name, score in expectations.items():
         expected = score.masked_fill(~ctx.available, float("-inf")).topk(K, 1).indices
-        assert torch.equal(make_strategy(name).select(ctx, K).sort(1).values, expected.sort(1).values), name
+        assert torch.equal(make_strategy(name).query(ctx, K).indices.sort(1).values, expected.sort(1).values), name
 
 
 def test_coreset_first_pick_is_farthest_from_labeled(batch):
     ctx = make_context(batch)
     distance = torch.cdist(ctx.pool.embedding, ctx.labeled_embedding).min(-1).values
-    first = make_strategy("coreset").select(ctx, K)[:, 0]
+    first = make_strategy("coreset").query(ctx, K).indices[:, 0]
     assert torch.equal(first, distance.masked_fill(~ctx.available, -1).argmax(1))
 
 
 def test_badge_first_pick_has_the_largest_gradient_embedding(batch):
     ctx = make_context(batch)
     norms = make_strategy("badge").score(ctx)
-    first = make_strategy("badge").select(ctx, K)[:, 0]
+    first = make_strategy("badge").query(ctx, K).indices[:, 0]
     assert torch.equal(first, norms.masked_fill(~ctx.available, -1).argmax(1))
 
 
@@ -124,7 +161,7 @@ def test_bald_needs_members(batch):
     ctx = make_context(batch)
     ctx.pool = Prediction(ctx.pool.probs, None, ctx.pool.embedding)
     with pytest.raises(ValueError, match="BALD needs a learner with members"):
-        make_strategy("bald").select(ctx, K)
+        make_strategy("bald").query(ctx, K)
 
 
 def test_random_is_uniform_over_available(batch):
@@ -133,7 +170,7 @@ def test_random_is_uniform_over_available(batch):
     strategy = make_strategy("random")
     draws = 1000
     for _ in range(draws):
-        picked = strategy.select(ctx, K)
+        picked = strategy.query(ctx, K).indices
         counts.scatter_add_(1, picked, torch.ones_like(picked, dtype=torch.float))
     assert counts[~ctx.available].sum() == 0
     expected = draws * K / ctx.available.sum(1, keepdim=True).expand_as(counts)[ctx.available]

@@ -16,7 +16,7 @@ from tests.conftest import REPO
 
 SCRIPT = REPO / "experiments" / "transfer.py"
 POLICY = REPO / "benchmarks" / "results" / "meta_train_default" / "policy.pt"
-SMALL = ["--seeds", "3", "--rounds", "4", "--batch-size", "3", "--pool-size", "120", "--eval-size", "200",
+SMALL = ["--seeds", "3", "--rounds", "4", "--k", "3", "--pool-per-class", "12", "--eval-per-class", "20",
          "--no-progress", "--device", "cpu"]
 
 
@@ -85,7 +85,7 @@ def test_unloadable_policy_is_a_clear_error(tmp_path, data_root):
 
 def test_budget_larger_than_the_pool(tmp_path, data_root):
     result = transfer(tmp_path, "--dataset", "heart", "--data-root", str(data_root), "--out", str(tmp_path / "o"),
-                      "--strategies", "margin", "--pool-size", "40", "--rounds", "10", "--batch-size", "5")
+                      "--strategies", "margin", "--pool-per-class", "20", "--rounds", "10", "--k", "5")
     assert result.returncode == 2 and "exceed the pool of 40" in result.stderr
 
 

@@ -24,6 +24,7 @@ import torch
 
 from metaal.data import readers
 from metaal.errors import CorruptDataError, DataError, InputError, MissingDataError
+from metaal.registry import Registry
 
 DATA_ROOT_ENV = "METAAL_DATA_ROOT"
 # Datasets without an official test split are split once, stratified, with this seed.
@@ -176,7 +177,7 @@ def _torchvision_download_hint(name: str) -> str:
             f"torchvision downloads {name}), or copy it from the project's shared data folder.")
 
 
-def _load_mnist_family(root: Path, download: bool, name: str, folder: str, tv_class: str) -> Dataset:
+def _load_mnist_family(root: Path, name: str, folder: str, tv_class: str, download: bool = False) -> Dataset:
     """MNIST / Fashion-MNIST: the four idx .gz files in root/folder, or torchvision's copy."""
     files = [root / folder / f for f in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                                          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")]
@@ -186,7 +187,7 @@ def _load_mnist_family(root: Path, download: bool, name: str, folder: str, tv_cl
     return _load_with_torchvision(root, name, tv_class, download, missing=next(f for f in files if not f.is_file()))
 
 
-def _load_kmnist(root: Path, download: bool) -> Dataset:
+def _load_kmnist(root: Path, download: bool = False) -> Dataset:
     """KMNIST: the shared folder holds only the 10k test images, which we split ourselves."""
     imgs, labels = root / "kmnist" / "kmnist-test-imgs.npz", root / "kmnist" / "kmnist-test-labels.npz"
     tv_raw = root / "KMNIST" / "raw"
@@ -228,7 +229,7 @@ def _images_dataset(name, Xtr, ytr, Xte, yte, class_names=None) -> Dataset:
     return make_dataset(name, Xtr[:, None] * scale, ytr, Xte[:, None] * scale, yte, class_names=class_names)
 
 
-def _load_omniglot(root: Path, download: bool) -> Dataset:
+def _load_omniglot(root: Path) -> Dataset:
     """Omniglot's two small background sets, merged: 8 alphabets, 242 characters x 20 drawings.
 
     The two zips share their Greek and Latin alphabets file for file, so we merge them by
@@ -247,12 +248,12 @@ def _load_omniglot(root: Path, download: bool) -> Dataset:
                         class_groups=tuple(n.split("/")[0] for n in names))
 
 
-def _load_uci(root: Path, download: bool, name: str) -> Dataset:
+def _load_uci(root: Path, name: str) -> Dataset:
     X, y = readers.read_xy_pickle(readers.require_file(root / "lal-rl-uci" / f"{name}.p", _FROM_SHARED))
     return make_dataset(name, X, y)
 
 
-def _load_checkerboard(root: Path, download: bool, name: str) -> Dataset:
+def _load_checkerboard(root: Path, name: str) -> Dataset:
     parts = []
     for split in ("train", "test"):
         path = readers.require_file(root / "lal-checkerboard" / f"{name}_{split}.npz", _FROM_SHARED)
@@ -260,7 +261,7 @@ def _load_checkerboard(root: Path, download: bool, name: str) -> Dataset:
     return make_dataset(name, *parts)
 
 
-def _load_libsvm(root: Path, download: bool, name: str, file: str) -> Dataset:
+def _load_libsvm(root: Path, name: str, file: str) -> Dataset:
     return make_dataset(name, *readers.read_libsvm(readers.require_file(root / "libact" / file, _FROM_SHARED)))
 
 
@@ -268,9 +269,10 @@ _UCI = ("adult", "australian", "breast_cancer", "diabetis", "flare_solar", "germ
         "mushrooms", "waveform", "wdbc")
 _CHECKERBOARDS = ("checkerboard2x2", "checkerboard4x4", "rotated_checkerboard2x2")
 
-# name -> loader(data_root, download). Every dataset in the shared data folder that is a
+# name -> loader(data_root) -> Dataset. Every dataset in the shared data folder that is a
 # single-label classification task (CASP is regression and yeast multi-label: not here).
-DATASETS: dict[str, Callable[[Path, bool], Dataset]] = {
+DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
+for _name, _loader in {
     "mnist": functools.partial(_load_mnist_family, name="mnist", folder="mnist", tv_class="MNIST"),
     "fashion_mnist": functools.partial(
         _load_mnist_family, name="fashion_mnist", folder="fashion-mnist", tv_class="FashionMNIST"),
@@ -279,7 +281,10 @@ DATASETS: dict[str, Callable[[Path, bool], Dataset]] = {
     **{n: functools.partial(_load_uci, name=n) for n in _UCI},
     **{n: functools.partial(_load_checkerboard, name=n) for n in _CHECKERBOARDS},
     "heart_scale": functools.partial(_load_libsvm, name="heart_scale", file="heart_scale"),
-}
+}.items():
+    DATASETS.register(_name, _loader)
+SHARED = tuple(DATASETS)  # the datasets of the shared data folder (the rest come from plug-ins)
+# These loaders also take download=True (torchvision fetches them).
 DOWNLOADABLE = ("mnist", "fashion_mnist", "kmnist")
 
 
@@ -297,7 +302,6 @@ def load_image_folder(path: Path, image_size: int = IMAGE_SIZE) -> Dataset:
 
     Images are resized to image_size x image_size; grayscale if the first image is.
     """
-    from PIL import Image
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset as tv_samples
 
     has_parts = (path / "train").is_dir() and (path / "test").is_dir()
@@ -326,7 +330,9 @@ def load_dataset(name_or_path: str | os.PathLike, data_root: str | os.PathLike |
     """Load a dataset by name (see DATASETS) or by path (.npz file or image folder). Cached."""
     key = str(name_or_path)
     if key in DATASETS:
-        root = resolve_data_root(data_root).resolve()
+        given = data_root is not None or os.environ.get(DATA_ROOT_ENV) is not None
+        # the shared datasets need the data root; a plug-in's loader may make its data without one
+        root = resolve_data_root(data_root).resolve() if given or key in SHARED else None
         return _load_cached(key, root, download)
     path = Path(key).expanduser()
     if path.suffix == ".npz" or path.is_dir():
@@ -337,9 +343,24 @@ def load_dataset(name_or_path: str | os.PathLike, data_root: str | os.PathLike |
 
 
 @functools.lru_cache(maxsize=16)
-def _load_cached(name: str | None, path: Path, download: bool) -> Dataset:
+def _load_cached(name: str | None, path: Path | None, download: bool) -> Dataset:
     if name is None:
         return load_npz_dataset(path) if path.suffix == ".npz" else load_image_folder(path)
     if download and name not in DOWNLOADABLE:
         raise DataError(f"{name} cannot be downloaded; only {', '.join(DOWNLOADABLE)} can. {_FROM_SHARED}")
-    return DATASETS[name](path, download)
+    loader = DATASETS.get(name)
+    dataset = loader(path, download=True) if download else loader(path)
+    if not isinstance(dataset, Dataset):
+        raise DataError(f"the loader registered for dataset {name!r} returned a {type(dataset).__name__}, not a "
+                        "metaal Dataset; build one with metaal.data.make_dataset(name, X, y, X_test, y_test)")
+    return dataset
+
+
+def register_dataset(name: str, loader: Callable[[Path], Dataset] | None = None, *, replace: bool = False):
+    """Register `loader(data_root) -> Dataset` under `name`, as a call or as a decorator; the name
+    then works wherever a dataset is named (configs, --dataset, `python -m metaal data`).
+    Build the Dataset with make_dataset(name, X, y, X_test=None, y_test=None)."""
+    if loader is None:
+        return lambda decorated: register_dataset(name, decorated, replace=replace)
+    _load_cached.cache_clear()  # a replaced loader must not be served from the cache
+    return DATASETS.register(name, loader, replace=replace)

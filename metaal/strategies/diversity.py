@@ -1,0 +1,67 @@
+"""Batch-diverse strategies: they choose the k samples of a round jointly, not one by one."""
+
+from __future__ import annotations
+
+import torch
+
+from metaal.strategies.base import Strategy, gumbel_top_k, register_strategy
+
+
+@register_strategy("coreset")
+class CoreSet(Strategy):
+    """k-center greedy in the learner's embedding (Sener & Savarese 2018): repeatedly take
+    the sample farthest from the labeled set and the samples already taken."""
+
+    def score(self, ctx):
+        return torch.cdist(ctx.pool.embedding, ctx.labeled_embedding).min(-1).values
+
+    def select(self, ctx, k):
+        emb = ctx.pool.embedding
+        distance = self.score(ctx).masked_fill(~ctx.available, float("-inf"))
+        chosen = []
+        for _ in range(k):
+            pick = distance.argmax(1)                                            # (B,)
+            chosen.append(pick)
+            center = emb[torch.arange(len(pick)), pick].unsqueeze(1)             # (B, 1, H)
+            distance = torch.minimum(distance, torch.cdist(emb, center).squeeze(-1))
+            distance[torch.arange(len(pick)), pick] = float("-inf")
+        return torch.stack(chosen, 1)
+
+
+@register_strategy("badge")
+class BADGE(Strategy):
+    """k-means++ seeding on gradient embeddings (Ash et al. 2020).
+
+    The gradient embedding of sample i is g_i = (p_i - onehot(argmax p_i)) (x) h_i. It is
+    never materialised: |g_i - g_j|^2 = |a_i|^2 |h_i|^2 + |a_j|^2 |h_j|^2 - 2 (a_i.a_j)(h_i.h_j)
+    with a = p - onehot, so memory stays O(m (C + H)).
+    """
+
+    def score(self, ctx):
+        a, h = self._parts(ctx)
+        return a.norm(dim=-1) * h.norm(dim=-1)  # the gradient embedding's norm
+
+    @staticmethod
+    def _parts(ctx):
+        p = ctx.pool.probs
+        return p - torch.nn.functional.one_hot(p.argmax(-1), p.shape[-1]).float(), ctx.pool.embedding
+
+    def select(self, ctx, k):
+        a, h = self._parts(ctx)
+        sq_norm = (a * a).sum(-1) * (h * h).sum(-1)                              # (B, m)
+        rows = torch.arange(a.shape[0], device=a.device)
+        available = ctx.available.clone()
+        pick = sq_norm.masked_fill(~available, float("-inf")).argmax(1)          # first: largest gradient
+        chosen, d2 = [pick], None
+        for _ in range(k - 1):
+            available[rows, pick] = False
+            a_c, h_c = a[rows, pick].unsqueeze(1), h[rows, pick].unsqueeze(1)
+            to_center = (sq_norm + sq_norm[rows, pick].unsqueeze(1)
+                         - 2 * (a * a_c).sum(-1) * (h * h_c).sum(-1)).clamp_min(0)
+            d2 = to_center if d2 is None else torch.minimum(d2, to_center)
+            # Sample proportionally to d2 among available samples (uniformly when all d2 are 0),
+            # via the Gumbel-max trick so the CPU generator serves any device.
+            weight = torch.where(d2.sum(1, keepdim=True) > 0, d2, torch.ones_like(d2)).masked_fill(~available, 0)
+            pick = gumbel_top_k(weight.log(), 1, ctx.uniform())[:, 0]
+            chosen.append(pick)
+        return torch.stack(chosen, 1)

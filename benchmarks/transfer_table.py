@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from metaal import __version__
-from metaal.errors import exits_cleanly
 from metaal.data import TaskSpec
+from metaal.errors import exits_cleanly
 from metaal.evaluate import TABLE_SEED_OFFSET, TARGETS, compare_strategies
 from metaal.learners import learner_spec
 from metaal.metrics import aulc, summarize, write_summary_json

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from metaal import __version__
 from metaal.device import resolve_device
 from metaal.errors import CheckpointError, InputError
 from metaal.features import SCHEMA, FeatureSchema
 from metaal.strategies import QueryContext, Strategy
+from metaal.version import __version__
 
 CHECKPOINT_FORMAT = "metaal-policy"
 CHECKPOINT_VERSION = 1

@@ -13,17 +13,23 @@ import pytest
 import torch
 
 from metaal.config import ConfigError, load_config
-from metaal.errors import MetaalError
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
+from metaal.errors import MetaalError
 from metaal.features import SCHEMA
 from metaal.learners import LogisticRegression
 from metaal.loop import run_active_learning
-from metaal.trainers import (MetaTrainConfig, MetaTrainer, discounted_returns, imitation_loss,
-                              plackett_luce_log_prob, regression_loss)
-from metaal.trainers.config import SourceConfig
-from metaal.strategies import gumbel_top_k
 from metaal.policy import PolicyNet, load_policy
+from metaal.strategies import gumbel_top_k
 from metaal.tracking import read_offline_run
+from metaal.trainers import (
+    MetaTrainConfig,
+    MetaTrainer,
+    discounted_returns,
+    imitation_loss,
+    plackett_luce_log_prob,
+    regression_loss,
+)
+from metaal.trainers.config import SourceConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "experiments" / "configs" / "smoke.yaml"

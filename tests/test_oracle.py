@@ -7,8 +7,7 @@ from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
 from metaal.learners import LogisticRegression
 from metaal.loop import run_active_learning
 from metaal.metrics import aulc
-from metaal.strategies import OneStepOracle, candidate_gains, expected_gains
-from metaal.strategies import QueryContext, Simulation, make_strategy
+from metaal.strategies import OneStepOracle, QueryContext, Simulation, candidate_gains, expected_gains, make_strategy
 
 
 @pytest.fixture(scope="module")

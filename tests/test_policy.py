@@ -3,12 +3,11 @@
 import pytest
 import torch
 
+from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
 from metaal.features import SCHEMA
 from metaal.policy import PolicyLoadError, PolicyNet, PolicyStrategy, load_policy, save_policy
 from metaal.strategies import make_strategy
 from tests.test_strategies import make_context  # a real context: logreg fitted on MNIST episodes
-
-from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
 
 
 @pytest.fixture(scope="module")

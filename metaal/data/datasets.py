@@ -302,7 +302,8 @@ def load_image_folder(path: Path, image_size: int = IMAGE_SIZE) -> Dataset:
 
     Images are resized to image_size x image_size; grayscale if the first image is.
     """
-    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset as tv_samples
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
+    from torchvision.datasets.folder import make_dataset as tv_samples
 
     has_parts = (path / "train").is_dir() and (path / "test").is_dir()
     folders = [path / "train", path / "test"] if has_parts else [path]

@@ -26,7 +26,6 @@ from metaal.errors import InputError
 from metaal.learners import map_tensors
 from metaal.strategies.base import QueryContext, Simulation, Strategy, check_query, register_strategy
 
-
 GAIN_SETS = ("eval", "pool")
 REFIT_ROWS = 2048  # learners refitted per batched call: bounds the memory of the repeated inputs
 

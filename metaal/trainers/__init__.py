@@ -2,9 +2,9 @@
 REINFORCE), the config and the runner that owns sources, validation and checkpoints."""
 
 from metaal.trainers.base import TRAINERS, Trainer, register_trainer
+from metaal.trainers.config import MetaTrainConfig
 from metaal.trainers.oracle import ImitatingRollout, OracleTrainer, imitation_loss, regression_loss
 from metaal.trainers.reinforce import ReinforceTrainer, SamplingRollout, discounted_returns, plackett_luce_log_prob
-from metaal.trainers.config import MetaTrainConfig
 from metaal.trainers.runner import MetaTrainer
 
 __all__ = [

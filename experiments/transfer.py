@@ -3,6 +3,7 @@
     python experiments/transfer.py --policy runs/meta_train/default/policy.pt --dataset fashion_mnist \
         --out runs/transfer/fashion_mnist [--strategies policy,margin,entropy,random] [--seeds 20] \
         [--seed-offset 0] [--rounds 20] [--k 5] [--pool-per-class 100] [--eval-per-class 200] [--n-ways N] \
+        [--imbalance R] \
         [--learner NAME | '{name: NAME, option: value}'] [--plugins MODULE[,MODULE]] \
         [--data-root DIR] [--device auto|cpu|cuda] [--wandb-mode MODE] [--overwrite]
     python experiments/transfer.py --preset fashion_mnist --policy ... --out ...   # a transfer-table row
@@ -48,7 +49,7 @@ from metaal.strategies import STRATEGIES, make_strategy
 from metaal.tracking import Tracker
 
 # What a run without --preset uses for every task flag left unset.
-DEFAULTS = dict(n_ways=None, pool_per_class=100, eval_per_class=200, rounds=20, k=5, initial_per_class=1)
+DEFAULTS = dict(n_ways=None, pool_per_class=100, eval_per_class=200, rounds=20, k=5, initial_per_class=1, imbalance=1.0)
 
 
 def parse_args(argv):
@@ -71,6 +72,8 @@ def parse_args(argv):
                                                       f"(default {DEFAULTS['eval_per_class']})")
     p.add_argument("--n-ways", type=int, help="classes per episode (default: all)")
     p.add_argument("--initial-per-class", type=int, help="initial labels per class (default 1)")
+    p.add_argument("--imbalance", type=float, help="the pool's commonest / rarest class ratio, a long tail "
+                                                   "(default 1: balanced; the evaluation set stays balanced)")
     p.add_argument("--learner", help="a learner name, or a YAML mapping {name: NAME, option: value} (default: the "
                                      "policy's own, else logreg)")
     p.add_argument("--plugins", help=PLUGINS_HELP)

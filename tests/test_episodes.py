@@ -135,6 +135,8 @@ def test_pool_larger_than_a_class(omniglot):
     (dict(pool_per_class=0), "pool_per_class >= 1"),
     (dict(initial_per_class=-1), "initial_per_class must be a non-negative int"),
     (dict(eval_per_class=2.5), "eval_per_class must be a non-negative int"),
+    (dict(imbalance=0.5), "imbalance is the ratio"),
+    (dict(imbalance=float("nan")), "imbalance is the ratio"),
 ])
 def test_bad_spec(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -152,3 +154,39 @@ def test_bad_splits(mnist, omniglot):
         split_classes(mnist, held_out=list(range(10)))
     with pytest.raises(ValueError, match="distinct ids"):
         EpisodeSampler(mnist, SPEC, classes=[1, 1, 2, 3, 4, 5])
+
+
+def test_imbalanced_pool_is_a_long_tail_with_a_balanced_eval_set(mnist):
+    spec = EpisodeSpec(n_ways=5, initial_per_class=1, pool_per_class=100, eval_per_class=20, imbalance=10)
+    counts = spec.pool_counts
+    assert sum(counts) == spec.pool_size == 500
+    assert list(counts) == sorted(counts, reverse=True) and 9 <= counts[0] / counts[-1] <= 11
+    for per_class in (1, 2, 3, 7):  # tiny pools keep their size and every class
+        tiny = EpisodeSpec(n_ways=5, pool_per_class=per_class, imbalance=10).pool_counts
+        assert sum(tiny) == 5 * per_class and min(tiny) >= 1
+    batch = EpisodeSampler(mnist, spec).sample_batch(range(3))
+    for b in range(3):
+        assert torch.bincount(batch.pool_y[b], minlength=5).tolist() == list(counts)  # label i: i-th drawn class
+        assert torch.bincount(batch.eval_y[b], minlength=5).tolist() == [20] * 5
+        assert torch.bincount(batch.labeled_y[b], minlength=5).tolist() == [1] * 5
+        assert torch.equal(mnist.train.y[batch.pool_index[b]], batch.classes[b][batch.pool_y[b]])
+        taken = torch.cat([batch.labeled_index[b], batch.pool_index[b]])
+        assert taken.unique().numel() == taken.numel()
+    # which dataset class is the rare one changes with the seed
+    assert len({int(c) for c in batch.classes[:, -1]}) > 1
+
+
+def test_a_balanced_spec_draws_the_same_episode_as_before_imbalance_existed(mnist):
+    spec = EpisodeSpec(n_ways=5, initial_per_class=2, pool_per_class=30, eval_per_class=10)
+    assert spec.pool_counts == (30,) * 5 and spec.train_per_class == 32
+    grid = torch.arange(5 * 32).view(5, 32)
+    assert torch.equal(spec.pool_slots(), grid[:, 2:].flatten())
+
+
+def test_an_imbalanced_task_is_capped_by_its_commonest_class(data_root):
+    from metaal.data import TaskSpec
+    task = TaskSpec("heart", n_ways=2, pool_per_class=100, eval_per_class=20, imbalance=10)
+    spec, notes = task.episode_spec(load_dataset("heart", data_root))
+    assert max(spec.pool_counts) <= 90 - 1 < max(EpisodeSpec(n_ways=2, pool_per_class=100, imbalance=10).pool_counts)
+    assert any("pool capped" in note for note in notes)
+    assert TaskSpec.from_dict(task.to_dict()) == task

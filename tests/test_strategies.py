@@ -64,7 +64,7 @@ class TestEveryStrategy:
         ctx = make_context(batch)
         picked = build(name).query(ctx, K).indices
         assert picked.shape == (B, K) and picked.dtype == torch.int64
-        for row, available in zip(picked, ctx.available):
+        for row, available in zip(picked, ctx.available, strict=True):
             assert row.unique().numel() == K
             assert available[row].all()  # never an already labeled sample
 
@@ -95,7 +95,7 @@ class TestEveryStrategy:
     def test_pool_of_one_class(self, name, one_class_batch):
         ctx = make_context(one_class_batch, n_labeled_from_pool=3)
         picked = build(name).query(ctx, K).indices
-        for row, available in zip(picked, ctx.available):
+        for row, available in zip(picked, ctx.available, strict=True):
             assert row.unique().numel() == K and available[row].all()
 
     def test_empty_pool_is_a_clear_error(self, name, batch):
@@ -179,5 +179,86 @@ def test_random_is_uniform_over_available(batch):
 
 
 def test_unknown_strategy():
-    with pytest.raises(ValueError, match="unknown strategy 'typiclust'"):
-        make_strategy("typiclust")
+    with pytest.raises(ValueError, match="unknown strategy 'no_such_strategy'"):
+        make_strategy("no_such_strategy")
+
+
+# ------------------------------------------------------------------ the clustering baselines, on hand-built pools
+
+def hand_context(embedding, labeled, probs=None, available=None, seed=0):
+    """A context built by hand: pool embedding (B, m, H), labeled embedding (B, n, H)."""
+    B, m, _ = embedding.shape
+    probs = torch.full((B, m, 2), 0.5) if probs is None else probs
+    available = torch.ones(B, m, dtype=torch.bool) if available is None else available
+    return QueryContext(pool=Prediction(probs, None, embedding), features=torch.zeros(B, m, 1),
+                        labeled_embedding=labeled, available=available, generator=torch.Generator().manual_seed(seed))
+
+
+def blobs(sizes, centres, spread, seed=0):
+    """Points uniform in a cube of side `spread` at each centre, and each point's blob."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.as_tensor(centres, dtype=torch.float)
+    points = [torch.rand(n, centres.shape[1], generator=g) * spread + c for n, c in zip(sizes, centres, strict=True)]
+    return torch.cat(points), torch.cat([torch.full((n,), i) for i, n in enumerate(sizes)])
+
+
+def test_kmeans_finds_separated_blobs_and_skips_masked_points():
+    from metaal.strategies.clustering import kmeans
+    x, blob = blobs((7, 5, 9), ((0, 0), (10, 0), (0, 10)), 0.5)
+    valid = torch.ones(2, len(x), dtype=torch.bool)
+    valid[1, :3] = False
+    labels, centres = kmeans(torch.stack([x, x]), 3, torch.Generator().manual_seed(0), valid=valid)
+    assert centres.shape == (2, 3, 2) and (labels[1, :3] == -1).all()
+    for row, keep in zip(labels, valid, strict=True):
+        same_blob, same_cluster = blob[keep, None] == blob[keep], row[keep, None] == row[keep]
+        assert torch.equal(same_blob, same_cluster)
+
+
+def test_typiclust_takes_the_centre_of_the_largest_unlabeled_cluster():
+    # blob A: 12 points around the origin, where the labeled sample is; blob B: a ring of 8 around
+    # its centre (10, 10), which is pool sample 17. A is larger but covered, so the pick is in B.
+    angle = torch.arange(8) * torch.pi / 4
+    ring = torch.stack([angle.cos(), angle.sin()], 1)
+    blob_a = torch.randn(12, 2, generator=torch.Generator().manual_seed(0)) * 0.5
+    pool = torch.cat([blob_a, ring[:5] + 10, torch.full((1, 2), 10.0), ring[5:] + 10])
+    shuffle = torch.randperm(len(pool), generator=torch.Generator().manual_seed(1))
+    embedding = torch.stack([pool, pool[shuffle]])  # episode 1: the same pool shuffled, one of A labeled
+    available = torch.ones(2, len(pool), dtype=torch.bool)
+    a_in_1 = int((shuffle < 12).nonzero()[0])
+    available[1, a_in_1] = False
+    labeled = torch.stack([torch.zeros(1, 2), embedding[1, a_in_1][None]])
+    picked = make_strategy("typiclust").query(hand_context(embedding, labeled, available=available), 1).indices
+    assert picked.tolist() == [[17], [int((shuffle == 17).nonzero()[0])]]
+
+
+def test_probcover_covers_the_largest_blobs_first():
+    pool, blob = blobs((3, 10, 6), ((0, 0), (10, 0), (0, 10)), 0.3)  # balls of radius 1 hold whole blobs
+    none = torch.zeros(1, 0, 2)
+    strategy = make_strategy("probcover", delta=1.0)
+    assert blob[strategy.query(hand_context(pool[None], none), 2).indices[0]].tolist() == [1, 2]
+    assert torch.equal(strategy.score(hand_context(pool[None], none))[0], torch.tensor([3.0, 10.0, 6.0])[blob])
+    # a labeled sample in the largest blob covers it: the next largest come first
+    labeled = torch.tensor([[[10.1, 0.1]]])
+    assert blob[strategy.query(hand_context(pool[None], labeled), 2).indices[0]].tolist() == [2, 0]
+
+
+def test_probcover_chooses_a_pure_radius():
+    # three tight blobs on a line (0, 10, 30), one per class: a ball is pure only while it stays in its blob
+    pool, blob = blobs((10, 10, 10), ((0, 0), (10, 0), (30, 0)), 0.01)
+    ctx = hand_context(pool[None], torch.zeros(1, 0, 2), probs=torch.full((1, 30, 3), 1 / 3))
+    scores = make_strategy("probcover").score(ctx)[0]
+    assert scores.min() >= 1 and scores.max() <= 10  # no ball reaches another blob
+
+
+def test_cluster_margin_spreads_the_lowest_margins_over_clusters():
+    # 10 blobs (cluster_margin makes m / 10 = 10 clusters): the 40 lowest margins are blob 0 (30 samples,
+    # margins 0..0.03) and blob 1 (10 samples, 0.1..0.19); the rest have margins near 0.9
+    sizes = (30, 10, 8, 8, 8, 8, 7, 7, 7, 7)
+    pool, blob = blobs(sizes, [(10 * (i % 5), 10 * (i // 5)) for i in range(10)], 0.1)
+    margin = torch.cat([torch.linspace(0, 0.03, 30), torch.linspace(0.1, 0.19, 10), torch.linspace(0.8, 0.9, 60)])
+    probs = torch.stack([0.5 + margin / 2, 0.5 - margin / 2], -1)[None]
+    ctx = hand_context(pool[None], torch.zeros(1, 0, 2), probs=probs)
+    assert blob[make_strategy("margin").query(ctx, 4).indices[0]].tolist() == [0, 0, 0, 0]
+    picked = make_strategy("cluster_margin").query(ctx, 4).indices[0]
+    # the cluster with fewer candidates first, then round-robin, lowest margin first in each
+    assert picked.tolist() == [30, 0, 31, 1]

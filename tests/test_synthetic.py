@@ -50,3 +50,12 @@ def test_tasks_are_learnable_and_active_learning_helps():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         SyntheticTaskSampler(SPEC, **kwargs)
+
+
+def test_imbalanced_synthetic_pool_has_a_long_tail():
+    spec = EpisodeSpec(n_ways=3, initial_per_class=2, pool_per_class=40, eval_per_class=30, imbalance=10)
+    batch = SyntheticTaskSampler(spec).sample_batch(range(8))
+    assert batch.pool_x.shape[:2] == (8, 120) and spec.pool_counts[0] >= 8 * spec.pool_counts[-1]
+    counts = torch.stack([torch.bincount(row, minlength=3) for row in batch.pool_y])   # label noise aside
+    assert (counts[:, 0] > 2 * counts[:, 2]).all()
+    assert torch.bincount(batch.eval_y.flatten(), minlength=3).min() > 8 * 30 * 0.6  # evaluation stays balanced

@@ -66,6 +66,15 @@ def test_transfer_to_a_user_npz(tmp_path, data_root, labels):
     assert 0.5 < summary["strategies"]["policy"]["aulc_mean"] <= 1
 
 
+def test_transfer_to_an_imbalanced_pool(tmp_path, data_root):
+    out = tmp_path / "out"
+    result = transfer(tmp_path, "--dataset", "waveform", "--data-root", str(data_root), "--out", str(out),
+                      "--strategies", "margin,random", "--imbalance", "10", *SMALL)
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "summary.json").read_text())["config"]
+    assert config["task"]["imbalance"] == 10 and config["spec"]["imbalance"] == 10
+
+
 def test_unreadable_dataset_is_a_clear_error(tmp_path):
     (tmp_path / "broken.npz").write_bytes(b"nope")
     result = transfer(tmp_path, "--policy", str(POLICY), "--dataset", str(tmp_path / "broken.npz"),

@@ -89,24 +89,59 @@ def split_classes(dataset: Dataset, held_out: float | Sequence[int | str] = 0.5,
 
 @dataclass(frozen=True)
 class EpisodeSpec:
+    """An episode's shape. The pool holds n_ways * pool_per_class samples: as many of each class,
+    or with imbalance r > 1 a long tail, from the first-drawn class down to one r times rarer
+    (geometric in between; the rarest class always keeps at least one)."""
+
     n_ways: int = 5
     initial_per_class: int = 1
     pool_per_class: int = 100
     eval_per_class: int = 20
+    imbalance: float = 1.0
 
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, int) or value < 0:
+            if f.name != "imbalance" and (not isinstance(value, int) or value < 0):
                 raise InputError(f"EpisodeSpec.{f.name} must be a non-negative int, got {value!r}")
         if self.n_ways < 2:
             raise InputError(f"EpisodeSpec.n_ways must be at least 2, got {self.n_ways}")
         if self.pool_per_class < 1 or self.eval_per_class < 1:
             raise InputError("EpisodeSpec needs pool_per_class >= 1 and eval_per_class >= 1")
+        if not isinstance(self.imbalance, (int, float)) or not 1 <= self.imbalance < float("inf"):
+            raise InputError(f"EpisodeSpec.imbalance is the ratio of the commonest to the rarest class in the "
+                             f"pool, a number >= 1 (1: balanced); got {self.imbalance!r}")
+
+    @property
+    def pool_counts(self) -> tuple[int, ...]:
+        """Pool samples of each class, in draw order (the first-drawn class is the commonest)."""
+        n, total = self.n_ways, self.n_ways * self.pool_per_class
+        if self.imbalance == 1:
+            return (self.pool_per_class,) * n
+        weights = np.float64(self.imbalance) ** (-np.arange(n) / (n - 1))
+        exact = total * weights / weights.sum()
+        counts = np.maximum(np.floor(exact).astype(int), 1)
+        for i in np.argsort(-(exact - np.floor(exact)), kind="stable")[:max(0, total - counts.sum())]:
+            counts[i] += 1  # largest remainders first, so the counts sum to the total
+        while counts.sum() > total:  # tiny pools: the rarest classes' minimum of 1 came from the commonest
+            counts[counts.argmax()] -= 1
+        return tuple(int(c) for c in counts)
+
+    @property
+    def pool_size(self) -> int:
+        return self.n_ways * self.pool_per_class
 
     @property
     def train_per_class(self) -> int:
-        return self.initial_per_class + self.pool_per_class
+        """Train samples drawn per class: the initial labels plus the largest class's pool share."""
+        return self.initial_per_class + max(self.pool_counts)
+
+    def pool_slots(self) -> torch.Tensor:
+        """(pool_size,) positions of the pool in the flattened (n_ways, train_per_class) grid of
+        drawn train samples: class i contributes its first pool_counts[i] after the initial ones."""
+        width = self.train_per_class
+        return torch.cat([i * width + self.initial_per_class + torch.arange(count)
+                          for i, count in enumerate(self.pool_counts)])
 
 
 @dataclass
@@ -193,7 +228,7 @@ class EpisodeSampler:
         if short:
             raise InputError(
                 f"{len(short)} class(es) of {ds.name} are too small for this episode spec, which needs "
-                f"{spec.train_per_class} train samples (initial_per_class + pool_per_class) and "
+                f"{spec.train_per_class} train samples (initial_per_class + the largest class's pool) and "
                 f"{spec.eval_per_class} test samples per class; e.g. {short[0][0]!r} has "
                 f"{short[0][1]} train and {short[0][2]} test. Lower pool_per_class / eval_per_class."
             )
@@ -213,7 +248,7 @@ class EpisodeSampler:
                                         [:spec.eval_per_class]]
             for c in classes
         ])
-        pool_order = torch.randperm(spec.n_ways * spec.pool_per_class, generator=generator)
+        pool_order = torch.randperm(spec.pool_size, generator=generator)
         return classes, train_idx, pool_order, eval_idx
 
     def sample(self, seed: int) -> Episode:
@@ -232,7 +267,7 @@ class EpisodeSampler:
         pool_order = torch.stack([p[2] for p in parts])                               # (B, n*pool)
         eval_idx = torch.stack([p[3] for p in parts]).flatten(1)                      # (B, n*eval)
         labeled_idx = train_idx[:, :, :spec.initial_per_class].flatten(1)
-        pool_idx = torch.gather(train_idx[:, :, spec.initial_per_class:].flatten(1), 1, pool_order)
+        pool_idx = torch.gather(train_idx.flatten(1)[:, spec.pool_slots()], 1, pool_order)
 
         # Remap dataset class ids to 0..n-1 by their draw order, with one lookup table per episode.
         lookup = torch.full((len(parts), self.dataset.num_classes), -1, dtype=torch.int64)

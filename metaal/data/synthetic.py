@@ -69,9 +69,9 @@ class SyntheticTaskSampler:
         # The initial labels keep their true class, so every class starts with a labeled sample.
         labeled_x = train_x[:, :s.initial_per_class].reshape(-1, d)
         labeled_y = np.repeat(np.arange(n), s.initial_per_class)
-        order = rng.permutation(n * s.pool_per_class)
-        pool_x = train_x[:, s.initial_per_class:].reshape(-1, d)[order]
-        pool_y = train_y[:, s.initial_per_class:].reshape(-1)[order]
+        order = s.pool_slots().numpy()[rng.permutation(s.pool_size)]
+        pool_x = train_x.reshape(-1, d)[order]
+        pool_y = train_y.reshape(-1)[order]
         return labeled_x, labeled_y, pool_x, pool_y, eval_x.reshape(-1, d), eval_y.reshape(-1)
 
     def sample_batch(self, seeds: Iterable[int]) -> Episode:
@@ -92,7 +92,7 @@ class SyntheticTaskSampler:
                        eval_x=stack(4, torch.float32), eval_y=stack(5, torch.int64),
                        # there is no dataset behind a synthetic task to index into
                        labeled_index=no_index(n * self.spec.initial_per_class),
-                       pool_index=no_index(n * self.spec.pool_per_class),
+                       pool_index=no_index(self.spec.pool_size),
                        eval_index=no_index(n * self.spec.eval_per_class))
 
     def sample(self, seed: int) -> Episode:

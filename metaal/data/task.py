@@ -42,6 +42,7 @@ class TaskSpec:
     rounds: int = 20
     k: int = 5
     learner: dict = field(default_factory=_default_learner)
+    imbalance: float = 1.0             # pool's commonest / rarest class (long tail; see EpisodeSpec); 1: balanced
 
     def __post_init__(self):
         for name in ("initial_per_class", "pool_per_class", "eval_per_class", "rounds", "k"):
@@ -51,6 +52,10 @@ class TaskSpec:
                 raise InputError(f"TaskSpec.{name} must be a positive int, got {value!r}")
         if self.n_ways is not None and (not isinstance(self.n_ways, int) or self.n_ways < 2):
             raise InputError(f"TaskSpec.n_ways must be an int >= 2 (or None: all classes), got {self.n_ways!r}")
+        if isinstance(self.imbalance, bool) or not isinstance(self.imbalance, (int, float)) or not self.imbalance >= 1:
+            raise InputError(f"TaskSpec.imbalance is the pool's commonest / rarest class ratio, >= 1 (1: balanced); "
+                             f"got {self.imbalance!r}")
+        object.__setattr__(self, "imbalance", float(self.imbalance))
         object.__setattr__(self, "classes", None if self.classes is None else tuple(self.classes))
         object.__setattr__(self, "exclude", tuple(self.exclude))
 
@@ -85,7 +90,7 @@ class TaskSpec:
                              f"got {n_ways}")
         smallest_train = int(torch.bincount(dataset.train.y, minlength=dataset.num_classes)[classes].min())
         smallest_test = int(torch.bincount(dataset.test.y, minlength=dataset.num_classes)[classes].min())
-        pool = min(self.pool_per_class, smallest_train - self.initial_per_class)
+        pool = _largest_pool(n_ways, self.pool_per_class, self.imbalance, smallest_train - self.initial_per_class)
         evaluation = min(self.eval_per_class, smallest_test)
         if pool < 1:
             raise InputError(f"{dataset.name}'s smallest class has {smallest_train} training samples: too few for "
@@ -99,24 +104,35 @@ class TaskSpec:
                          f"instead of {n_ways * self.eval_per_class}: its smallest class has {smallest_test} test "
                          "samples")
         spec = EpisodeSpec(n_ways=n_ways, initial_per_class=self.initial_per_class, pool_per_class=pool,
-                           eval_per_class=evaluation)
+                           eval_per_class=evaluation, imbalance=self.imbalance)
         return spec, notes + budget_notes(spec, self.rounds, self.k)
 
     def sampler(self, data_root=None, device="cpu") -> tuple[EpisodeSampler | SyntheticTaskSampler, list[str]]:
         """The episode sampler of this task, and the notes on any cap (see episode_spec)."""
         if self.dataset == SYNTHETIC:
             spec = EpisodeSpec(n_ways=self.n_ways or 2, initial_per_class=self.initial_per_class,
-                               pool_per_class=self.pool_per_class, eval_per_class=self.eval_per_class)
+                               pool_per_class=self.pool_per_class, eval_per_class=self.eval_per_class,
+                               imbalance=self.imbalance)
             return SyntheticTaskSampler(spec, device=device), budget_notes(spec, self.rounds, self.k)
         dataset = load_dataset(self.dataset, data_root)
         spec, notes = self.episode_spec(dataset)
         return EpisodeSampler(dataset, spec, classes=self.class_ids(dataset), device=device), notes
 
 
+def _largest_pool(n_ways: int, pool_per_class: int, imbalance: float, available: int) -> int:
+    """The largest pool_per_class <= the one asked for whose commonest class fits in `available`
+    train samples per class (0 if none does)."""
+    for per_class in range(pool_per_class, 0, -1):
+        spec = EpisodeSpec(n_ways=n_ways, pool_per_class=per_class, imbalance=imbalance)
+        if max(spec.pool_counts) <= available:
+            return per_class
+    return 0
+
+
 def budget_notes(spec: EpisodeSpec, rounds: int, k: int) -> list[str]:
     """A note when the query budget labels more than half the pool: by then every strategy has
     labeled much the same samples, so the end of the curves compares little."""
-    pool = spec.n_ways * spec.pool_per_class
+    pool = spec.pool_size
     if rounds * k > pool / 2:
         return [f"the budget ({rounds} rounds x k={k} = {rounds * k} labels) labels more than half of the pool of "
                 f"{pool}: the end of the learning curves compares little; lower rounds or k, or raise the pool"]

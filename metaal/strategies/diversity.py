@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from metaal.strategies.base import Strategy, gumbel_top_k, register_strategy
+from metaal.strategies.clustering import kmeans
 
 
 @register_strategy("coreset")
@@ -65,3 +66,40 @@ class BADGE(Strategy):
             pick = gumbel_top_k(weight.log(), 1, ctx.uniform())[:, 0]
             chosen.append(pick)
         return torch.stack(chosen, 1)
+
+
+@register_strategy("cluster_margin")
+class ClusterMargin(Strategy):
+    """Cluster-Margin (Citovsky et al. 2021): the margin_factor * k lowest-margin samples, taken
+    round-robin over clusters of the embedding, the clusters holding the fewest of them first
+    (within a cluster, the lowest margin first). The paper clusters the pool once per run with
+    average-linkage HAC; here k-means clusters the available pool each round, on the current
+    embedding, into max(k, m / 10) clusters."""
+
+    def __init__(self, margin_factor: int = 10):
+        self.margin_factor = margin_factor
+
+    def score(self, ctx):
+        top2 = ctx.pool.probs.topk(2, dim=-1).values
+        return -(top2[..., 0] - top2[..., 1])
+
+    def select(self, ctx, k):
+        n_available = int(ctx.available.sum(1).min())
+        n_clusters = min(n_available, max(k, round(ctx.available.shape[1] / 10)))
+        cluster, _ = kmeans(ctx.pool.embedding, n_clusters, ctx.generator, valid=ctx.available)
+        scores = self.score(ctx).masked_fill(~ctx.available, float("-inf"))
+        candidates = scores.topk(min(self.margin_factor * k, n_available), dim=1).indices  # lowest margin first
+        return candidates.gather(1, _round_robin(cluster.gather(1, candidates), n_clusters, k))
+
+
+def _round_robin(label, n_clusters, k):
+    """(B, k) positions in the candidate order: one candidate per cluster per round (each
+    cluster's in candidate order), the clusters holding the fewest candidates first (ties: the
+    lowest cluster id), given each candidate's cluster `label` (B, c)."""
+    B, c = label.shape
+    count = label.new_zeros(B, n_clusters).scatter_add_(1, label, torch.ones_like(label))
+    by_cluster, position = label.sort(dim=1, stable=True)
+    start = (count.cumsum(1) - count).gather(1, by_cluster)             # where each cluster's run begins
+    turn = torch.empty_like(label).scatter_(1, position, torch.arange(c, device=label.device) - start)
+    order = (turn * (c + 1) + count.gather(1, label)) * n_clusters + label  # round, then cluster size, then id
+    return order.topk(k, dim=1, largest=False).indices

@@ -29,6 +29,7 @@ class SourceConfig:
     n_ways: int | None = _help("override episode.n_ways for this source (e.g. 2: binary tasks)", default=None)
     rounds: int | None = _help("override loop.rounds for this source", default=None)
     k: int | None = _help("override loop.k for this source", default=None)
+    imbalance: float | None = _help("override episode.imbalance for this source", default=None)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class EpisodeConfig:
     initial_per_class: int = _help("initial labels per class", default=1)
     pool_per_class: int = _help("unlabeled pool samples per class", default=100)
     eval_per_class: int = _help("evaluation samples per class (from the test part)", default=100)
+    imbalance: float = _help("the pool's commonest / rarest class ratio (a long tail; 1: balanced)", default=1.0)
 
 
 @dataclass
@@ -160,9 +162,9 @@ class MetaTrainConfig:
 
     def source_tasks(self) -> list[TaskSpec]:
         """One TaskSpec per source: the episode and loop sections, with the source's overrides."""
+        keys = ("n_ways", "pool_per_class", "eval_per_class", "rounds", "k", "imbalance")
         return [self._task(s.dataset, exclude=tuple(s.held_out), by_group=s.by_group,
-                           **{key: getattr(s, key) for key in ("n_ways", "pool_per_class", "eval_per_class",
-                                                               "rounds", "k") if getattr(s, key) is not None})
+                           **{key: getattr(s, key) for key in keys if getattr(s, key) is not None})
                 for s in self.data.sources]
 
     def validation_task(self) -> TaskSpec:
@@ -172,5 +174,6 @@ class MetaTrainConfig:
     def _task(self, dataset: str, **overrides) -> TaskSpec:
         e, loop = self.episode, self.loop
         base = dict(n_ways=e.n_ways, initial_per_class=e.initial_per_class, pool_per_class=e.pool_per_class,
-                    eval_per_class=e.eval_per_class, rounds=loop.rounds, k=loop.k, learner=self.learner.spec())
+                    eval_per_class=e.eval_per_class, imbalance=e.imbalance, rounds=loop.rounds, k=loop.k,
+                    learner=self.learner.spec())
         return TaskSpec(dataset, **(base | overrides))

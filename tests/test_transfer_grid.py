@@ -1,0 +1,74 @@
+"""A reduced benchmark grid (2 targets, 2 regimes, 3 seeds): a test of the pipeline, not of
+the numbers; and the regimes' tasks on real targets."""
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from metaal.data import load_dataset
+from metaal.evaluate import TARGETS, regime_task
+from tests.conftest import REPO
+
+CELL_FIELDS = {"target", "regime", "strategy", "seeds", "aulc_mean", "aulc_norm_random", "delta_vs_margin", "ci95",
+               "p", "p_holm", "wins", "ties", "losses", "rank"}
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("transfer_grid", REPO / "benchmarks" / "transfer_grid.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reduced_grid_runs_resumes_and_refuses_other_settings(tmp_path, data_root, capsys):
+    grid = load_script()
+    args = ["--data-root", str(data_root), "--targets", "heart,checkerboard2x2", "--regimes",
+            "balanced-k5,imbalanced-k50", "--seeds", "3", "--reference-candidates", "4", "--out", str(tmp_path)]
+    assert grid.main([*args, "--jobs", "2"]) in (None, 0)
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert table["skipped"] == [{"target": "heart", "regime": "imbalanced-k50", "why": table["skipped"][0]["why"]}]
+    cells = table["cells"]
+    assert all(CELL_FIELDS <= set(c) for c in cells)
+    assert {(c["target"], c["regime"]) for c in cells} == {("heart", "balanced-k5"), ("checkerboard2x2", "balanced-k5"),
+                                                          ("checkerboard2x2", "imbalanced-k50")}
+    strategies = {c["strategy"] for c in cells}
+    assert {"policy", "margin", "random", "typiclust", "probcover", "cluster_margin", "oracle"} <= strategies
+    tested = [c for c in cells if c["p_holm"] is not None]
+    assert tested and all(c["p_holm"] >= c["p"] for c in tested)
+    assert all(c["rank"] is None for c in cells if c["strategy"] == "oracle")  # references are not ranked
+    assert set(table["ranks"]["balanced-k5"]) == strategies - {"oracle", "pool_oracle", "expected_gain"}
+    large = json.loads((tmp_path / "cells" / "checkerboard2x2__imbalanced-k50.json").read_text())
+    assert large["task"]["k"] == 20 and large["spec"]["pool_counts"][0] >= 9 * large["spec"]["pool_counts"][-1]
+    assert (tmp_path / "cd_balanced-k5.png").exists() and "**imbalanced-k50**" in (tmp_path / "table.md").read_text()
+
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cells").iterdir()}
+    capsys.readouterr()
+    grid.main(args)                                  # a rerun skips every finished cell
+    assert "4 of 4 cells already finished; running 0" in capsys.readouterr().out
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cells").iterdir()}
+    (tmp_path / "cells" / "heart__balanced-k5.json").unlink()   # as if the grid had been stopped early
+    grid.main([*args, "--table-only"])
+    assert "table from the 3 of 4 cells finished" in capsys.readouterr().out
+    assert {c["target"] for c in json.loads((tmp_path / "table.json").read_text())["cells"]} == {"checkerboard2x2"}
+    assert grid.main([*args[:-2], "--seeds", "4", "--out", str(tmp_path)]) == 2  # other settings: refused
+    assert "was written with other settings (seeds)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target, regime, expected", [
+    ("fashion_mnist", "balanced-k50", dict(pool=2000, k=50)),
+    ("kmnist", "imbalanced-k50", dict(k=20)),          # 750 images per class cannot hold the long tail of 2000
+    ("omniglot_sanskrit_tagalog", "balanced-k50", None),
+    ("heart", "imbalanced-k5", dict(k=2)),
+])
+def test_regime_tasks(data_root, target, regime, expected):
+    base = TARGETS[target]
+    task, why = regime_task(base, regime, load_dataset(base.dataset, data_root))
+    if expected is None:
+        assert task is None and "fewer than" in why
+        return
+    spec, _ = task.episode_spec(load_dataset(base.dataset, data_root))
+    assert task.k == expected["k"] and spec.pool_size == expected.get("pool", spec.pool_size)
+    assert task.imbalance == (10.0 if regime.startswith("imbalanced") else 1.0)

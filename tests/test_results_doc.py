@@ -1,27 +1,17 @@
 """RESULTS.md shows the committed benchmark tables verbatim (so its figures cannot drift)."""
 
-import importlib.util
-import sys
 
-from tests.conftest import REPO
-
-
-def load_renderer():
-    spec = importlib.util.spec_from_file_location("render_results", REPO / "benchmarks" / "render_results.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import REPO, load_benchmark
 
 
 def test_results_doc_tables_match_their_files():
-    renderer = load_renderer()
+    renderer = load_benchmark("render_results")
     assert renderer.BLOCK.search((REPO / "RESULTS.md").read_text()), "RESULTS.md includes no table"
     assert renderer.main(["--check"]) == 0
 
 
 def test_a_stale_table_is_caught(tmp_path):
-    renderer = load_renderer()
+    renderer = load_benchmark("render_results")
     doc = tmp_path / "RESULTS.md"
     table = "benchmarks/results/transfer_table/table.md"
     doc.write_text(f"# r\n<!-- include: {table} -->\n| an old | table |\n<!-- end include -->\n")

@@ -1,30 +1,21 @@
 """A reduced benchmark grid (2 targets, 2 regimes, 3 seeds): a test of the pipeline, not of
 the numbers; and the regimes' tasks on real targets."""
 
-import importlib.util
 import json
-import sys
 
 import pytest
 
 from metaal.data import load_dataset
 from metaal.evaluate import TARGETS, regime_task
-from tests.conftest import REPO
+from tests.conftest import load_benchmark
 
 CELL_FIELDS = {"target", "regime", "strategy", "seeds", "aulc_mean", "aulc_norm_random", "delta_vs_margin", "ci95",
                "p", "p_holm", "wins", "ties", "losses", "rank"}
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("transfer_grid", REPO / "benchmarks" / "transfer_grid.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_reduced_grid_runs_resumes_and_refuses_other_settings(tmp_path, data_root, capsys):
-    grid = load_script()
+    grid = load_benchmark("transfer_grid")
     args = ["--data-root", str(data_root), "--targets", "heart,checkerboard2x2", "--regimes",
             "balanced-k5,imbalanced-k50", "--seeds", "3", "--reference-candidates", "4", "--out", str(tmp_path)]
     assert grid.main([*args, "--jobs", "2"]) in (None, 0)

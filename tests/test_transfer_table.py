@@ -1,22 +1,12 @@
 """A reduced transfer table (2 targets, 3 seeds): a test of the pipeline, not of the numbers."""
 
-import importlib.util
 import json
-import sys
 
-from tests.conftest import REPO
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("transfer_table", REPO / "benchmarks" / "transfer_table.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the script runs
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_benchmark
 
 
 def test_reduced_transfer_table(tmp_path, data_root, capsys):
-    table = load_script()
+    table = load_benchmark("transfer_table")
     args = ["--data-root", str(data_root), "--datasets", "heart,omniglot_sanskrit_tagalog", "--seeds", "3",
             "--rounds", "3", "--oracle-candidates", "8", "--out", str(tmp_path), "--no-progress",
             "--history", str(tmp_path / "history.json")]

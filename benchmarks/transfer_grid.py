@@ -126,6 +126,11 @@ def measure_cell(target: str, regime: str, setup: dict, data_root) -> dict:
                    "final_accuracy": {name: acc[:, -1].tolist() for name, acc in curves.accuracy.items()}}
 
 
+def grid_cells(args) -> list[tuple[str, str]]:
+    """Every (target, regime) of the grid, in the order they run and are tabled."""
+    return [(t, r) for t in args.targets.split(",") for r in args.regimes.split(",")]
+
+
 def cell_path(out: Path, target: str, regime: str) -> Path:
     return out / "cells" / f"{target}__{regime}.json"
 
@@ -154,7 +159,7 @@ def write_atomically(path: Path, data: dict) -> None:
 
 def run_grid(args) -> list[dict]:
     out, setup = Path(args.out), settings(args)
-    todo = [(t, r) for t in args.targets.split(",") for r in args.regimes.split(",")]
+    todo = grid_cells(args)
     pending = [(t, r) for t, r in todo if not finished(cell_path(out, t, r), setup)]
     print(f"{len(todo) - len(pending)} of {len(todo)} cells already finished; running {len(pending)} "
           f"with {args.jobs} job(s)", flush=True)
@@ -261,7 +266,7 @@ def _delta(row: dict) -> str:
 def finished_cells(args) -> list[dict]:
     """The cells of the grid that --out already holds (under these settings), in grid order."""
     out, setup = Path(args.out), settings(args)
-    todo = [(t, r) for t in args.targets.split(",") for r in args.regimes.split(",")]
+    todo = grid_cells(args)
     done = [cell_path(out, t, r) for t, r in todo if finished(cell_path(out, t, r), setup)]
     print(f"table from the {len(done)} of {len(todo)} cells finished in {out}", flush=True)
     return [json.loads(path.read_text()) for path in done]

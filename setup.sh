@@ -48,7 +48,7 @@ l2l=$("$VENV/bin/python" -c 'import tomllib; print(next(r for r in tomllib.load(
 
 echo "[setup] installing dependencies into $VENV"
 mapfile -t dep_list <<<"$deps"
-$PIP install --quiet "cython>=3" "setuptools>=70.1" "${dep_list[@]}"  # 70.1: bdist_wheel built in
+$PIP install --quiet "cython>=3" "setuptools>=77.0.3" "${dep_list[@]}"  # 77: an SPDX license in pyproject
 
 if ! "$VENV/bin/python" -c 'import learn2learn' >/dev/null 2>&1; then
     echo "[setup] building $l2l from source (Cython workaround for upstream issue #413)"

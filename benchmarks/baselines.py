@@ -8,7 +8,8 @@ the fast logistic-regression head. Seed s fixes episode s, and every strategy se
 episodes (paired comparison). Writes OUT/{summary.json, curves.csv, learning_curves.png,
 table.md}, OUT defaulting to benchmarks/results/baselines_<dataset>[_init<N>].
 --policy PATH adds a frozen policy; --classes and --seed-offset pick episodes it never
-saw (e.g. held-out digits on seeds other than those it was validated on). Also reports, per strategy, the mean density percentile of its picks within their pools
+saw (e.g. held-out digits on seeds other than those it was validated on). Also reports, per strategy,
+the mean density percentile of its picks within their pools
 (how typical the queried samples are; random sits near 50).
 """
 
@@ -49,7 +50,8 @@ def main():
     parser.add_argument("--pool-per-class", type=int, default=100)
     parser.add_argument("--eval-per-class", type=int, default=200)
     parser.add_argument("--learner", default="logreg")
-    parser.add_argument("--classes", default=None, help="comma-separated class ids to draw episodes from (default: all)")
+    parser.add_argument("--classes", default=None,
+                        help="comma-separated class ids to draw episodes from (default: all)")
     parser.add_argument("--seed-offset", type=int, default=0, help="episodes use seeds offset .. offset+seeds-1")
     parser.add_argument("--policy", default=None, help="a policy checkpoint; adds the strategy 'policy'")
     parser.add_argument("--out", default=None)
@@ -57,7 +59,8 @@ def main():
     parser.add_argument("--plugins", help=PLUGINS_HELP)
     args = parser.parse_args()
 
-    default_out = f"baselines_{args.dataset}" + (f"_init{args.initial_per_class}" if args.initial_per_class != 1 else "")
+    initial = f"_init{args.initial_per_class}" if args.initial_per_class != 1 else ""
+    default_out = f"baselines_{args.dataset}{initial}"
     out = check_output_dir(args.out or Path(__file__).parent / "results" / default_out, args.overwrite)
     classes = tuple(int(c) for c in args.classes.split(",")) if args.classes else None
     task = TaskSpec(args.dataset, classes=classes, n_ways=args.n_ways, initial_per_class=args.initial_per_class,
@@ -81,7 +84,8 @@ def main():
         print(f"{name:<18} AULC {aulc(curves.accuracy[name], curves.n_labeled).mean():.4f}  density percentile "
               f"of picks {pick_density[name]:5.1f}  ({seconds[name]} s)")
     summary = summarize(curves)
-    summary["config"] = vars(args) | {"task": task.to_dict(), "spec": vars(spec), "metaal": __version__, "torch": torch.__version__}
+    summary["config"] = vars(args) | {"task": task.to_dict(), "spec": vars(spec), "metaal": __version__,
+                                      "torch": torch.__version__}
     summary["seconds_per_strategy"] = seconds
     summary["pick_density_percentile"] = pick_density
     write_comparison(out, curves, summary, title=f"{args.dataset}: {args.n_ways}-way, pool "

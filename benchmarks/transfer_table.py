@@ -12,7 +12,7 @@ sees a test sample, but knows each candidate's label), "expected_gain" averages 
 model's belief about the label (label-free, like any real strategy). "Gap closed" is the
 share of an oracle's lead over margin that the policy closes.
 
-Writes to --out (default benchmarks/results/transfer_table/): table.json (per target: AULC
+Writes to --out (default benchmarks/results/transfer_table_dev/): table.json (per target: AULC
 per strategy, paired comparisons of the policy, gap closed; and the aggregate) and table.md,
 and appends the aggregate with --note to --history (default: that folder's history.json, shared by every
 attempt, whatever its --out), so every attempt's result is kept.
@@ -144,8 +144,8 @@ def main(argv=None):
                         help="candidates per round of each lookahead reference; 0: no references")
     parser.add_argument("--rounds", type=int, default=None, help="override every target's rounds (quick runs)")
     parser.add_argument("--note", default="", help="what changed since the last attempt (kept in history.json)")
-    parser.add_argument("--out", default=str(HERE / "results" / "transfer_table"))
-    parser.add_argument("--history", default=str(HERE / "results" / "transfer_table" / "history.json"),
+    parser.add_argument("--out", default=str(HERE / "results" / "transfer_table_dev"))
+    parser.add_argument("--history", default=str(HERE / "results" / "transfer_table_dev" / "history.json"),
                         help="JSON list every run appends its aggregate to (one history for all attempts)")
     parser.add_argument("--overwrite", action="store_true", help="replace the table.json and table.md in --out")
     parser.add_argument("--no-progress", action="store_true")
@@ -175,7 +175,8 @@ def main(argv=None):
     history_path = Path(args.history)
     history = json.loads(history_path.read_text()) if history_path.exists() else []
     history.append({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                    "note": args.note, "policy": args.policy, "table": str(out), "seeds": args.seeds, "targets": list(results),
+                    "note": args.note, "policy": args.policy, "table": str(out), "seeds": args.seeds,
+                    "targets": list(results),
                     "aggregate": agg})
     history_path.write_text(json.dumps(history, indent=2) + "\n")
     print(table)

@@ -50,7 +50,8 @@ def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, mc_passes:
     finite = torch.isfinite(logits).all(1) & torch.isfinite(embedding.flatten(1)).all(1)
     if not finite.all():
         bad = torch.nonzero(~finite).flatten().cpu()
-        rows = f"labeled samples {bad.tolist()[:10]}" if index is None else f"pool rows {index.cpu()[bad].tolist()[:10]}"
+        rows = (f"labeled samples {bad.tolist()[:10]}" if index is None
+                else f"pool rows {index.cpu()[bad].tolist()[:10]}")
         raise NonFiniteError(f"the model's outputs for {rows} contain NaN or inf; check those inputs for NaN "
                              "(and the model's weights)")
     members = None

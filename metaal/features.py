@@ -140,7 +140,8 @@ class PoolStatistics:
         knn = knn_distance(reference, reference, reference_index, reference_index)
         return cls(size=size, reference=reference, reference_index=reference_index,
                    knn_scale=knn.median(-1, keepdim=True).values,
-                   labeled_distance_scale=nearest_distance(reference, labeled_embedding).median(-1, keepdim=True).values)
+                   labeled_distance_scale=nearest_distance(reference, labeled_embedding)
+                   .median(-1, keepdim=True).values)
 
     def density(self, embedding: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
         """(B, m) local density of the samples `index` (None: the whole pool in memory)."""

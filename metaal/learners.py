@@ -309,7 +309,8 @@ class SmallCNN:
 
     def __init__(self, steps: int = 150, lr: float = 3e-3, weight_decay: float = 1e-4,
                  dropout: float = 0.25, mc_passes: int = 8):
-        self.steps, self.lr, self.weight_decay, self.dropout, self.mc_passes = steps, lr, weight_decay, dropout, mc_passes
+        self.steps, self.lr, self.weight_decay = steps, lr, weight_decay
+        self.dropout, self.mc_passes = dropout, mc_passes
 
     def prepare(self, pool_x: torch.Tensor, generator: torch.Generator | None = None,
                 extra: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:

@@ -120,7 +120,8 @@ class Curves:
         expected = (self.seeds.size, self.n_labeled.size)
         for name, acc in self.accuracy.items():
             if acc.shape != expected:
-                raise InputError(f"strategy {name!r}: accuracy shape {acc.shape}, expected (seeds, rounds) = {expected}")
+                raise InputError(f"strategy {name!r}: accuracy shape {acc.shape}, "
+                                 f"expected (seeds, rounds) = {expected}")
 
 
 def summarize(curves: Curves, reference: str | Sequence[str] | None = None, tie_tolerance: float = 0.001) -> dict:

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import metaal
-from metaal.__main__ import verify_checksums
+from metaal.commands.data import verify_checksums
 from metaal.data import load_dataset, make_dataset
 from metaal.errors import CorruptDataError, InputError, MetaalError, NonFiniteError
 from metaal.policy import PolicyLoadError, PolicyNet, load_policy, save_policy
@@ -22,7 +22,7 @@ from tests.conftest import REPO
 
 TRANSFER = REPO / "experiments" / "transfer.py"
 META_TRAIN = REPO / "experiments" / "meta_train.py"
-SMOKE = REPO / "experiments" / "configs" / "smoke.yaml"
+SMOKE = REPO / "metaal" / "configs" / "smoke.yaml"
 POLICY = REPO / "benchmarks" / "results" / "meta_train_default" / "policy.pt"
 
 

@@ -27,7 +27,8 @@ def test_corrupt_and_missing_files_fail_with_names(tmp_path, data_root):
     assert result.returncode == 1
     lines = {line.split()[0]: line for line in result.stdout.splitlines()[2:] if line.strip()}
     assert lines["checkerboard2x2"].endswith("ok")
-    assert "FAILED" in lines["checkerboard4x4"] and "checkerboard4x4_test.npz is not a readable .npz" in lines["checkerboard4x4"]
+    assert "FAILED" in lines["checkerboard4x4"]
+    assert "checkerboard4x4_test.npz is not a readable .npz" in lines["checkerboard4x4"]
     assert "FAILED: missing dataset file" in lines["mnist"] and "--download" in lines["mnist"]
 
 
@@ -45,3 +46,23 @@ def test_checksum_mismatch_is_reported(tmp_path, data_root):
 def test_missing_data_root_is_a_usage_error(tmp_path):
     result = run_cli("--data-root", str(tmp_path / "nowhere"))
     assert result.returncode == 2 and "is not a folder" in result.stderr
+
+
+def test_metaal_lists_its_commands_and_refuses_unknown_ones():
+    listing = subprocess.run([sys.executable, "-m", "metaal"], capture_output=True, text=True)
+    assert listing.returncode == 0
+    assert all(name in listing.stdout for name in ("meta-train", "transfer", "grid", "data"))
+    unknown = subprocess.run([sys.executable, "-m", "metaal", "train"], capture_output=True, text=True)
+    assert unknown.returncode == 2 and "unknown command 'train'" in unknown.stderr and "meta-train" in unknown.stderr
+
+
+def test_meta_train_config_by_name_or_path(tmp_path):
+    missing = subprocess.run([sys.executable, "-m", "metaal", "meta-train", "--config", "defualt", "--out",
+                              str(tmp_path / "o")], capture_output=True, text=True)
+    assert missing.returncode == 2
+    assert "config 'defualt': no such file, and no shipped config of that name (default, mnist_only, smoke)" \
+        in missing.stderr
+    resume = subprocess.run([sys.executable, "-m", "metaal", "meta-train", "--config", "smoke", "--resume"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert resume.returncode == 2 and "--resume needs --out" in resume.stderr
+    assert not (tmp_path / "runs").exists()

@@ -184,7 +184,8 @@ def test_npz_with_test_part_keeps_it(tmp_path, data_root):
 
 
 @pytest.mark.parametrize("arrays, message", [
-    (dict(features=np.zeros((4, 2)), labels=np.zeros(4)), r"must hold arrays \['X', 'y'\].*holds \['features', 'labels'\]"),
+    (dict(features=np.zeros((4, 2)), labels=np.zeros(4)),
+     r"must hold arrays \['X', 'y'\].*holds \['features', 'labels'\]"),
     (dict(X=np.zeros((4, 2)), y=np.zeros(5)), "X has 4 rows but y has 5 labels"),
     (dict(X=np.array([[0.0, np.nan]] * 4), y=np.array([0, 1, 0, 1])), "NaN"),
     (dict(X=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]), X_test=np.zeros((2, 2))), "both X_test and y_test"),

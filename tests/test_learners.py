@@ -93,7 +93,8 @@ def test_logreg_is_deterministic_under_a_seed(mnist_batch):
     prepared = learner.prepare(mnist_batch.pool_x, torch.Generator().manual_seed(0))
     again = learner.prepare(mnist_batch.pool_x, torch.Generator().manual_seed(0))
     assert torch.equal(prepared.basis, again.basis)
-    runs = [learner.fit(prepared, x, y, 5, torch.Generator().manual_seed(s)).predict_prepared("pool") for s in (1, 1, 2)]
+    runs = [learner.fit(prepared, x, y, 5, torch.Generator().manual_seed(s)).predict_prepared("pool")
+            for s in (1, 1, 2)]
     assert torch.equal(runs[0].member_probs, runs[1].member_probs)
     assert not torch.equal(runs[0].member_probs, runs[2].member_probs)
     assert torch.equal(runs[0].probs, runs[2].probs)  # the full-data member uses no randomness

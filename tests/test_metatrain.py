@@ -32,7 +32,7 @@ from metaal.trainers import (
 from metaal.trainers.config import SourceConfig
 
 REPO = Path(__file__).resolve().parents[1]
-SMOKE = REPO / "experiments" / "configs" / "smoke.yaml"
+SMOKE = REPO / "metaal" / "configs" / "smoke.yaml"
 SCRIPT = REPO / "experiments" / "meta_train.py"
 # A smoke run a little longer than the config's, so a kill lands mid-run.
 RESUME_OVERRIDES = ["--trainer.steps", "8", "--checkpoint_every", "2", "--validation.every", "4"]
@@ -144,7 +144,8 @@ def smoke_run(tmp_path_factory, data_root):
     env.pop("WANDB_MODE", None)
     start = time.perf_counter()
     result = subprocess.run([sys.executable, str(SCRIPT), "--config", str(SMOKE), "--data-root", str(data_root),
-                             "--out", str(out / "run"), "--no-progress", *RESUME_OVERRIDES],
+                             "--out", str(out / "run"), "--no-progress", *RESUME_OVERRIDES,
+                             "--wandb.group", "smoke-tests", "--wandb.tags", "[ci, smoke]"],
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     return out / "run", result, time.perf_counter() - start
@@ -184,7 +185,46 @@ def test_smoke_run_wandb_offline_directory(smoke_run):
     losses = [h["loss"] for h in run["history"] if "loss" in h]
     assert len(losses) == 8
     assert any("val/aulc_policy" in h for h in run["history"])
-    assert "policy" in run["artifacts"]
+    # named from the config and seed, grouped and tagged as configured
+    assert (run["name"], run["group"], run["tags"]) == ("oracle-logreg-mnist-s0", "smoke-tests", ["ci", "smoke"])
+    # the summary holds the best validation values, not the last
+    summary = json.loads((out / "summary.json").read_text())
+    best = max(json.loads((out / "log.json").read_text())["validation"], key=lambda v: v["val/aulc_policy"])
+    assert run["summary"]["best/val/aulc_policy"] == summary["best_val_aulc"] == best["val/aulc_policy"]
+    assert run["summary"]["best/step"] == best["step"]
+    # per-run artifacts: the policy at each new best, the checkpoint each time it is written
+    policy, checkpoint = f"policy-{run['run_id']}", f"checkpoint-{run['run_id']}"
+    versions = {name: [a for a in run["logged"] if a["name"] == name] for name in (policy, checkpoint)}
+    assert 1 <= len(versions[policy]) <= 2 and all(set(a["aliases"]) == {"best", "latest"} for a in versions[policy])
+    assert [set(a["aliases"]) for a in versions[checkpoint]] == [{"latest", f"step-{s}"} for s in (2, 4, 6, 8)]
+    assert load_policy(out / "policy.pt", device="cpu").info["wandb_artifact"] == policy
+    # every version's bytes inside the run folder, nothing staged outside it
+    copies = sorted(p.relative_to(run_dirs[0]) for p in run_dirs[0].glob("artifacts/*/*/*"))
+    assert len(copies) == len(versions[policy]) + 4 and Path(f"artifacts/{checkpoint}/3/checkpoint.pt") in copies
+    assert not list((out.parent / "wandb-data").rglob("*.pt"))
+
+
+def test_transfer_run_uses_the_policy_artifact(smoke_run, tmp_path, data_root):
+    """Lineage: the transfer run's input is the meta-training run's policy artifact (same
+    name, same digest); its summary holds the paired comparisons."""
+    out, _, _ = smoke_run
+    env = {**os.environ, "WANDB_DATA_DIR": str(tmp_path / "wandb-data"), "WANDB_CONFIG_DIR": str(tmp_path / "wc")}
+    result = subprocess.run([sys.executable, "-m", "metaal", "transfer", "--policy", str(out / "policy.pt"),
+                             "--dataset", "kmnist", "--data-root", str(data_root), "--out", str(tmp_path / "t"),
+                             "--strategies", "policy,margin", "--seeds", "3", "--rounds", "2", "--k", "3",
+                             "--pool-per-class", "10", "--eval-per-class", "10", "--wandb-mode", "offline",
+                             "--wandb-group", "smoke-tests", "--no-progress"], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    train = read_offline_run(next((out / "wandb").glob("offline-run-*")))
+    transfer = read_offline_run(next((tmp_path / "t" / "wandb").glob("offline-run-*")))
+    best = [a for a in train["logged"] if a["name"] == f"policy-{train['run_id']}"][-1]
+    assert [(a["name"], a["digest"]) for a in transfer["used"]] == [(best["name"], best["digest"])]
+    assert transfer["name"] == "transfer-kmnist-k3-s0" and transfer["group"] == "smoke-tests"
+    comparison = json.loads((tmp_path / "t" / "summary.json").read_text())["comparisons"][0]
+    for field in ("mean_difference", "ci_low", "ci_high", "wins", "ties", "losses"):
+        assert transfer["summary"][f"paired/policy_vs_margin/{field}"] == pytest.approx(comparison[field])
+    assert transfer["config"]["dataset_name"] == "kmnist"
 
 
 def test_reinforce_smoke_run(tmp_path, data_root):
@@ -200,11 +240,10 @@ def test_reinforce_smoke_run(tmp_path, data_root):
 @pytest.mark.parametrize("trainer", ["oracle", "reinforce"])
 def test_small_cnn_by_name_runs_both_trainers(tmp_path, data_root, trainer):
     """Any registered learner works with both trainers: neither differentiates through a fit."""
-    cfg = load_config(MetaTrainConfig, SMOKE, ["--learner.name", "cnn", "--learner.options.cnn", "{steps: 2, mc_passes: 2}",
-                                               "--trainer.name", trainer, "--trainer.steps", "2",
-                                               "--trainer.episodes_per_step", "2", "--trainer.options.oracle.candidates",
-                                               "3", "--validation.every", "2", "--validation.seeds", "2",
-                                               "--wandb.mode", "disabled"])
+    cfg = load_config(MetaTrainConfig, SMOKE, [
+        "--learner.name", "cnn", "--learner.options.cnn", "{steps: 2, mc_passes: 2}", "--trainer.name", trainer,
+        "--trainer.steps", "2", "--trainer.episodes_per_step", "2", "--trainer.options.oracle.candidates", "3",
+        "--validation.every", "2", "--validation.seeds", "2", "--wandb.mode", "disabled"])
     trainer_run = MetaTrainer(cfg, tmp_path / "run", data_root=data_root)
     assert type(trainer_run.learner).__name__ == "SmallCNN"
     summary = trainer_run.run(progress=False)
@@ -218,9 +257,9 @@ def test_small_cnn_by_name_runs_both_trainers(tmp_path, data_root, trainer):
 
 def test_synthetic_source_with_its_own_episode_shape(tmp_path, data_root):
     """A mix of a real source and binary synthetic tasks with their own rounds and k."""
-    cfg = load_config(MetaTrainConfig, SMOKE, ["--trainer.steps", "4", "--validation.every", "4",
-                                               "--wandb.mode", "disabled", "--trainer.options.oracle.loss", "regression",
-                                               "--trainer.options.oracle.top_candidates", "0.5"])
+    cfg = load_config(MetaTrainConfig, SMOKE, [
+        "--trainer.steps", "4", "--validation.every", "4", "--wandb.mode", "disabled",
+        "--trainer.options.oracle.loss", "regression", "--trainer.options.oracle.top_candidates", "0.5"])
     cfg.data.sources.append(SourceConfig(dataset="synthetic", n_ways=2, rounds=6, k=2))
     trainer = MetaTrainer(cfg, tmp_path / "run", data_root=data_root)
     trainer.run(progress=False)

@@ -15,7 +15,7 @@ CELL_FIELDS = {"target", "regime", "strategy", "seeds", "aulc_mean", "aulc_norm_
 
 
 def test_reduced_grid_runs_resumes_and_refuses_other_settings(tmp_path, data_root, capsys):
-    grid = load_benchmark("transfer_grid")
+    grid = load_benchmark("transfer_grid")  # the repository wrapper of `metaal grid`
     args = ["--data-root", str(data_root), "--targets", "heart,checkerboard2x2", "--regimes",
             "balanced-k5,imbalanced-k50", "--seeds", "3", "--reference-candidates", "4", "--out", str(tmp_path)]
     assert grid.main([*args, "--jobs", "2"]) in (None, 0)

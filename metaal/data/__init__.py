@@ -1,7 +1,14 @@
 """Real datasets and the episodic class-subset tasks sampled from them."""
 
-from metaal.data.datasets import (DATASETS, Dataset, Part, load_dataset, make_dataset, register_dataset,
-                                  resolve_data_root)
+from metaal.data.datasets import (
+                                  DATASETS,
+                                  Dataset,
+                                  Part,
+                                  load_dataset,
+                                  make_dataset,
+                                  register_dataset,
+                                  resolve_data_root,
+)
 from metaal.data.episodes import ClassSplit, Episode, EpisodeSampler, EpisodeSpec, split_classes
 from metaal.data.synthetic import SYNTHETIC, SyntheticTaskSampler
 from metaal.data.task import TaskSpec, budget_notes

@@ -173,7 +173,7 @@ _FROM_SHARED = "Copy it from the project's shared data folder (its MANIFEST.md n
 
 
 def _torchvision_download_hint(name: str) -> str:
-    return (f"Fetch it with `python -m metaal data --download --data-root DIR` (needs a network; "
+    return (f"Fetch it with `metaal data --download --data-root DIR` (needs a network; "
             f"torchvision downloads {name}), or copy it from the project's shared data folder.")
 
 
@@ -359,7 +359,7 @@ def _load_cached(name: str | None, path: Path | None, download: bool) -> Dataset
 
 def register_dataset(name: str, loader: Callable[[Path], Dataset] | None = None, *, replace: bool = False):
     """Register `loader(data_root) -> Dataset` under `name`, as a call or as a decorator; the name
-    then works wherever a dataset is named (configs, --dataset, `python -m metaal data`).
+    then works wherever a dataset is named (configs, --dataset, `metaal data`).
     Build the Dataset with make_dataset(name, X, y, X_test=None, y_test=None)."""
     if loader is None:
         return lambda decorated: register_dataset(name, decorated, replace=replace)

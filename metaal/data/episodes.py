@@ -215,7 +215,8 @@ class EpisodeSampler:
         ds, spec = self.dataset, self.spec
         bad = [c for c in self.classes if not 0 <= c < ds.num_classes]
         if bad or len(set(self.classes)) != len(self.classes):
-            raise InputError(f"classes must be distinct ids in 0..{ds.num_classes - 1} of {ds.name}; got {self.classes}")
+            raise InputError(f"classes must be distinct ids in 0..{ds.num_classes - 1} of {ds.name}; "
+                             f"got {self.classes}")
         if spec.n_ways > len(self.classes):
             raise InputError(
                 f"{spec.n_ways}-way episodes need at least {spec.n_ways} classes, but this split of "

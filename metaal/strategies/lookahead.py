@@ -50,7 +50,10 @@ def _refit(sim: Simulation, candidates: torch.Tensor, labels: torch.Tensor, on: 
     for first in range(0, M, chunk):
         cand, lab = candidates[:, first:first + chunk], labels[:, first:first + chunk]
         width = cand.shape[1]
-        repeat = lambda t: t.repeat_interleave(width, 0)  # noqa: E731 - episode b -> rows b*width ..
+
+        def repeat(t: torch.Tensor, width: int = width) -> torch.Tensor:  # episode b -> rows b*width ..
+            return t.repeat_interleave(width, 0)
+
         x = torch.cat([repeat(sim.labeled_x), sim.episode.pool_x[rows, cand].flatten(0, 1).unsqueeze(1)], 1)
         y = torch.cat([repeat(sim.labeled_y), lab.flatten(0, 1).unsqueeze(1)], 1)
         fitted = learner.fit(map_tensors(sim.prepared, repeat), x, y, sim.num_classes)

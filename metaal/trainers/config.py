@@ -78,7 +78,11 @@ class PolicyConfig:
 class TrainerConfig:
     name: str = _help("meta-trainer, by name (registered: oracle, reinforce, and any plug-in's)", default="oracle")
     steps: int = _help("policy updates", default=200)
-    episodes_per_step: int = _help("episodes per update, run as one batch", default=16)
+    episodes_per_step: int = _help("episodes per update", default=16)
+    micro_batches: int | None = _help(
+        "split each update's episodes into this many batches, each rolled out on its own (seeded by step and "
+        "batch) and their gradients averaged; under torchrun the ranks share them, so N processes make the update "
+        "one process makes with micro_batches N. null: one per process", default=None)
     lr: float = _help("Adam learning rate", default=3e-4)
     grad_clip: float = _help("gradient-norm clip", default=1.0)
     options: dict[str, Any] = _help("each trainer's own options, under its name: {oracle: {candidates: 32}, "
@@ -88,6 +92,9 @@ class TrainerConfig:
     def validate(self):
         if self.steps < 1 or self.episodes_per_step < 1:
             raise InputError("steps and episodes_per_step must be >= 1")
+        if self.micro_batches is not None and (self.micro_batches < 1 or self.episodes_per_step % self.micro_batches):
+            raise InputError(f"micro_batches must divide episodes_per_step ({self.episodes_per_step}); "
+                             f"got {self.micro_batches}")
         TRAINERS.get(self.name)
         for name in self.options:  # every section is checked, so a typo fails now whichever trainer runs
             self.trainer_options(name)
@@ -139,7 +146,11 @@ class WandbConfig:
     mode: Literal["online", "offline", "disabled"] | None = _help(
         "online / offline / disabled; null: $WANDB_MODE, else online with a key, offline without", default=None)
     project: str = _help("W&B project", default="metaal")
-    name: str | None = _help("run name", default=None)
+    entity: str | None = _help("W&B entity (team or user); null: your default entity", default=None)
+    name: str | None = _help("run name; null: TRAINER-LEARNER-SOURCES-sSEED, from the config", default=None)
+    group: str | None = _help("run group (e.g. one per sweep or experiment)", default=None)
+    tags: list[str] = _help("run tags", default_factory=list)
+    notes: str | None = _help("run notes", default=None)
 
 
 @dataclass
@@ -159,6 +170,11 @@ class MetaTrainConfig:
     def validate(self):
         if self.checkpoint_every < 1:
             raise InputError(f"checkpoint_every must be >= 1 (steps between checkpoints); got {self.checkpoint_every}")
+
+    def run_name(self) -> str:
+        """The W&B run name: wandb.name, else one made from the config and the seed."""
+        sources = "+".join(dict.fromkeys(s.dataset for s in self.data.sources))
+        return self.wandb.name or f"{self.trainer.name}-{self.learner.name}-{sources}-s{self.seed}"
 
     def source_tasks(self) -> list[TaskSpec]:
         """One TaskSpec per source: the episode and loop sections, with the source's overrides."""

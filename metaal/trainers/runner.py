@@ -1,8 +1,9 @@
 """The meta-training runner: task sources in turn, one trainer update per step, validation
-on held-out classes, checkpoints and logging.
+on held-out classes, checkpoints and logging; data-parallel under torchrun (distributed.py).
 
-Each step draws a batch of episodes from one source (sources take turns) and asks the
-trainer (trainers/, by name) for the loss of one update. Validation runs on held-out
+Each step draws a batch of episodes from one source (sources take turns), in micro-batches
+(shared among the processes under torchrun), and asks the trainer (trainers/, by name) for
+the loss of each; their gradients are averaged into one update. Validation runs on held-out
 classes (never a test dataset) against the baselines on the same episodes; the best policy
 by validation AULC is kept, with the tasks and the learner it was trained on. Episode seeds
 and all randomness derive from (seed, step), so a resumed run continues exactly where the
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 from metaal.config import ConfigError, to_dict
 from metaal.data import split_classes
 from metaal.device import resolve_device
+from metaal.distributed import ProcessGroup
 from metaal.errors import CheckpointError
 from metaal.evaluate import warn
 from metaal.learners import make_learner
@@ -35,6 +37,7 @@ from metaal.trainers.config import MetaTrainConfig
 
 _STATE_KEYS = ("step", "net", "optimizer", "best", "log", "run_id", "config")  # what save_state writes
 VALIDATION_SEED = 10**9  # validation episodes' first seed: far from every training seed
+MICRO_BATCH_SEED_STRIDE = 10**12  # rollout seeds of a step's micro-batches: far from other steps'
 
 
 class MetaTrainer:
@@ -42,7 +45,13 @@ class MetaTrainer:
 
     def __init__(self, cfg: MetaTrainConfig, out: str | Path, data_root=None):
         self.cfg, self.out = cfg, Path(out)
-        self.device = resolve_device(cfg.device)
+        self.group, self.device = ProcessGroup.from_env(resolve_device(cfg.device))
+        micro = cfg.trainer.micro_batches or self.group.world_size
+        if micro % self.group.world_size or cfg.trainer.episodes_per_step % micro:
+            raise ConfigError(f"trainer.micro_batches ({micro}) must be a multiple of the processes "
+                              f"({self.group.world_size}) and divide trainer.episodes_per_step "
+                              f"({cfg.trainer.episodes_per_step})")
+        self.micro_batches = micro
         self.learner = make_learner(cfg.learner.spec())
         self.tasks, self.validation_task = cfg.source_tasks(), cfg.validation_task()
         samplers = [task.sampler(data_root, self.device) for task in [*self.tasks, self.validation_task]]
@@ -52,6 +61,7 @@ class MetaTrainer:
         torch.manual_seed(cfg.seed)
         self.net = self._initial_net()
         self.net.to(self.device)
+        self.group.broadcast_parameters(self.net)
         self.trainer = TRAINERS.get(cfg.trainer.name)(cfg.trainer.trainer_options(), self.net, self.learner)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.trainer.lr)
         self.step, self.best, self.log = 0, -1.0, {"steps": [], "validation": []}
@@ -93,15 +103,22 @@ class MetaTrainer:
     def train_step(self) -> dict[str, float]:
         cfg, step = self.cfg, self.step
         task, sampler = self.tasks[step % len(self.tasks)], self.sources[step % len(self.sources)]
+        size = cfg.trainer.episodes_per_step // self.micro_batches
         first = (cfg.seed * 100_003 + step) * cfg.trainer.episodes_per_step
-        episodes = sampler.sample_batch(range(first, first + cfg.trainer.episodes_per_step))
         self.net.train()
-        loss, metrics = self.trainer.objective(episodes, task, seed=cfg.seed * 1_000_003 + step)
         self.optimizer.zero_grad()
-        loss.backward()
+        metrics = []
+        for batch in self.group.share(range(self.micro_batches)):
+            episodes = sampler.sample_batch(range(first + batch * size, first + (batch + 1) * size))
+            seed = cfg.seed * 1_000_003 + step + batch * MICRO_BATCH_SEED_STRIDE
+            loss, values = self.trainer.objective(episodes, task, seed=seed)
+            (loss / self.micro_batches).backward()  # summed over batches and ranks: the mean
+            metrics.append({"loss": loss.item(), **values})
+        self.group.sum_gradients(self.net.parameters())
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.trainer.grad_clip)
         self.optimizer.step()
-        return {"loss": loss.item(), "grad_norm": float(grad_norm), **metrics}
+        mean = {key: sum(m[key] for m in metrics) / len(metrics) for key in metrics[0]}
+        return self.group.mean(mean) | {"grad_norm": float(grad_norm)}
 
     # -- validation --------------------------------------------------------------------
 
@@ -127,13 +144,15 @@ class MetaTrainer:
 
     # -- state on disk -------------------------------------------------------------------
 
-    def save_state(self):
+    def save_state(self, tracker: Tracker):
         tmp = self.out / "log.json.tmp"  # atomic, like the checkpoint: readers never see half a file
         tmp.write_text(json.dumps(self.log, indent=1) + "\n")
         tmp.replace(self.out / "log.json")
         atomic_save({"step": self.step, "net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                      "best": self.best, "log": self.log, "run_id": self.run_id, "config": to_dict(self.cfg)},
                     self.out / "checkpoint.pt")
+        tracker.log_artifact(self.out / "checkpoint.pt", name=f"checkpoint-{self.run_id}", type="checkpoint",
+                             metadata={"step": self.step}, aliases=["latest", f"step-{self.step}"])
 
     def load_state(self):
         path = self.out / "checkpoint.pt"
@@ -159,29 +178,35 @@ class MetaTrainer:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self, resume: bool = False, progress: bool = True) -> dict:
-        cfg = self.cfg
+        """Train to the last step (from the saved state with `resume`); returns the summary.
+        Under torchrun every rank trains; rank 0 alone writes, validates and logs."""
+        cfg, main = self.cfg, self.group.is_main
         if resume:
             self.load_state()
-        else:
+        elif main:
             check_output_dir(self.out, flag="--resume (to continue the run it holds)")
             self.out.mkdir(parents=True, exist_ok=True)
-        tracker = Tracker(to_dict(cfg), self.out, mode=cfg.wandb.mode, project=cfg.wandb.project,
-                          name=cfg.wandb.name, run_id=self.run_id, job_type="meta-train")
-        self.run_id = tracker.run_id
+        w = cfg.wandb
+        tracker = Tracker(to_dict(cfg), self.out, mode=w.mode if main else "disabled", project=w.project,
+                          entity=w.entity, name=cfg.run_name(), group=w.group, tags=w.tags, notes=w.notes,
+                          run_id=self.run_id, job_type="meta-train")
+        self.run_id = tracker.run_id if main else self.run_id
         start = time.perf_counter()
         try:
-            self._train(tracker, progress)
-            summary = {"steps": cfg.trainer.steps, "best_val_aulc": self.best,
+            self._train(tracker, progress and main)
+            summary = {"steps": cfg.trainer.steps, "best_val_aulc": self.best, "processes": self.group.world_size,
                        "seconds_this_session": round(time.perf_counter() - start, 1),
                        "final_validation": self.log["validation"][-1] if self.log["validation"] else None,
                        "warnings": self.warnings}
-            (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-            tracker.log_artifact(self.out / "policy.pt", name="policy", type="model", metadata=summary)
+            if main:
+                (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             tracker.finish()
             return summary
         except BaseException:
             tracker.finish(exit_code=1)
             raise
+        finally:
+            self.group.close()
 
     def _train(self, tracker: Tracker, progress: bool):
         cfg = self.cfg
@@ -193,11 +218,11 @@ class MetaTrainer:
             tracker.log(metrics, step=self.step)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", aulc=f"{metrics['reward/aulc']:.3f}")
             last = self.step == cfg.trainer.steps - 1
-            if (self.step + 1) % cfg.validation.every == 0 or last:
+            if self.group.is_main and ((self.step + 1) % cfg.validation.every == 0 or last):
                 self._validate_and_keep_best(tracker)
             self.step += 1  # the next step to run, as saved
-            if self.step % cfg.checkpoint_every == 0 or last:
-                self.save_state()
+            if self.group.is_main and (self.step % cfg.checkpoint_every == 0 or last):
+                self.save_state(tracker)
 
     def _validate_and_keep_best(self, tracker: Tracker):
         metrics, curves = self.validate()
@@ -206,9 +231,14 @@ class MetaTrainer:
         if metrics["val/aulc_policy"] <= self.best:
             return
         self.best = metrics["val/aulc_policy"]
-        save_policy(self.net, self.out / "policy.pt", config=to_dict(self.cfg), info={"step": self.step, **metrics},
+        artifact = f"policy-{self.run_id}"  # the transfer runs that use this file link to it (lineage)
+        info = {"step": self.step, **metrics} | ({"wandb_artifact": artifact} if self.run_id else {})
+        save_policy(self.net, self.out / "policy.pt", config=to_dict(self.cfg), info=info,
                     tasks={"sources": [t.to_dict() for t in self.tasks], "validation": self.validation_task.to_dict()},
                     learner=self.cfg.learner.spec())
+        tracker.log_artifact(self.out / "policy.pt", name=artifact, type="model", metadata=info,
+                             aliases=["best", "latest"])
+        tracker.set_summary({f"best/{key}": value for key, value in info.items() if key != "wandb_artifact"})
         comparison = summarize(curves, reference="policy")
         comparison["step"] = self.step
         write_summary_json(comparison, self.out / "validation_summary.json")

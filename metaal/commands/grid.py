@@ -1,0 +1,302 @@
+"""The benchmark grid: every target of the transfer table in every regime, 50 fresh seeds.
+
+    metaal grid --policy POLICY.pt --out DIR --data-root ../shared/data [--jobs 2] [--targets a,b] \
+        [--regimes balanced-k5,...] [--seeds 50] [--seed-offset 20000] [--reference-candidates 16]
+    python benchmarks/transfer_grid.py ...   # the same, with the shipped policy and
+                                             # benchmarks/results/transfer_table/ as defaults
+
+Regimes (metaal.evaluate.REGIMES): balanced-k5 (the transfer table's tasks), imbalanced-k5
+(the pool a long tail, commonest / rarest class = 10; evaluation balanced), balanced-k50 and
+imbalanced-k50 (a pool of 2000 labeled 50 at a time; k=20 on the largest pool a smaller
+target holds). A target that cannot hold a regime is listed under `skipped`.
+
+In each (target, regime) cell the policy and every simulation-free baseline run on the same
+seeded episodes, and in the k5 regimes the three lookahead references too (oracle, pool
+oracle, expected gain, each choosing among 16 random candidates per round; at k=50 they
+would cost ten times the rest of the grid). Seeds start at 20000, a range no
+training, validation or choice between attempts has used (attempts use the development
+range, --seed-offset 10000). Each cell is an independent job written atomically to
+OUT/cells/TARGET__REGIME.json; a rerun skips the finished cells (of the same settings and the
+same policy file, by its sha256: it refuses cells written with other ones), so an interrupted
+grid resumes. `--jobs N` runs N
+cells at a time, each with cores / N torch threads.
+
+Then OUT/table.json: `cells`, one entry per (target, regime, strategy) with `aulc_mean`,
+`aulc_norm_random` (mean AULC / random's on the same seeds), `delta_vs_margin`, `ci95`, `p`
+(two-sided Wilcoxon signed-rank), `p_holm` (Holm over every comparison with margin in the
+table), `wins`/`ties`/`losses`, `rank` (within the cell, references excluded); `ranks` (per
+regime, the average rank of each strategy over its targets), `critical_difference` and
+`friedman_p` per regime. OUT/table.md, and OUT/cd_REGIME.png (critical-difference diagrams).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+
+from metaal import __version__
+from metaal.data import load_dataset
+from metaal.errors import InputError, OutputExistsError, exits_cleanly
+from metaal.evaluate import REGIMES, REPORT_SEED_OFFSET, TARGETS, compare_strategies, regime_task
+from metaal.learners import learner_spec
+from metaal.metrics import aulc, paired_comparison
+from metaal.policy import load_policy
+from metaal.ranking import average_ranks, critical_difference, friedman_p_value, holm, paired_p_value, plot_cd_diagram
+from metaal.registry import PLUGINS_HELP, load_plugins, load_plugins_from_argv
+from metaal.strategies import make_strategy, simulation_free
+from metaal.tracking import Tracker, add_wandb_flags, wandb_options
+
+REFERENCES = ("oracle", "pool_oracle", "expected_gain")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-root", default=None, help="dataset folder (default: $METAAL_DATA_ROOT)")
+    p.add_argument("--policy", required=True, help="the policy checkpoint to benchmark")
+    p.add_argument("--targets", default=",".join(TARGETS), help="comma-separated transfer-table targets")
+    p.add_argument("--regimes", default=",".join(REGIMES), help=f"comma-separated, from {', '.join(REGIMES)}")
+    p.add_argument("--baselines", default=None, help="comma-separated (default: every simulation-free strategy)")
+    p.add_argument("--seeds", type=int, default=50)
+    p.add_argument("--seed-offset", type=int, default=REPORT_SEED_OFFSET,
+                   help=f"first seed (default {REPORT_SEED_OFFSET}, the report range; 10000: development)")
+    p.add_argument("--reference-candidates", type=int, default=16,
+                   help="candidates per round of each lookahead reference (at least 2k); 0: no references")
+    p.add_argument("--reference-regimes", default="balanced-k5,imbalanced-k5",
+                   help="the regimes the references run in (at k=50 they would cost 10x the rest of the grid)")
+    p.add_argument("--jobs", type=int, default=1, help="cells run at once, in separate processes")
+    p.add_argument("--out", required=True, help="output folder: cells/, table.json, table.md, cd_REGIME.png")
+    p.add_argument("--table-only", action="store_true",
+                   help="run nothing: write the table from the cells already finished in --out")
+    p.add_argument("--plugins", help=PLUGINS_HELP)
+    add_wandb_flags(p, mode="disabled")  # on: one W&B run per cell (e.g. under a sweep agent)
+    args = p.parse_args(argv)
+    for name, known in (("targets", TARGETS), ("regimes", REGIMES), ("reference_regimes", REGIMES)):
+        unknown = [x for x in getattr(args, name).split(",") if x not in known]
+        if unknown:
+            p.error(f"unknown {name} {unknown}; known: {', '.join(known)}")
+    if args.seeds < 2 or args.jobs < 1 or args.reference_candidates < 0:
+        p.error("--seeds must be >= 2, --jobs >= 1, --reference-candidates >= 0")
+    return args
+
+
+def settings(args) -> dict:
+    """What a cell's numbers depend on: a finished cell is reused only under the same settings."""
+    baselines = args.baselines.split(",") if args.baselines else simulation_free()
+    if not Path(args.policy).is_file():
+        raise InputError(f"--policy {args.policy}: no such file")
+    return {"policy_sha256": hashlib.sha256(Path(args.policy).read_bytes()).hexdigest(),
+            "baselines": baselines, "seeds": list(range(args.seed_offset, args.seed_offset + args.seeds)),
+            "reference_candidates": args.reference_candidates, "reference_regimes": args.reference_regimes.split(","),
+            "plugins": args.plugins or ""}
+
+
+def run_cell(target: str, regime: str, setup: dict, policy: str, data_root, threads: int, path: Path,
+             wandb: dict) -> str:
+    """Run one cell and write it to `path`, as a W&B run of its own unless wandb["mode"] is
+    disabled; returns a line saying how it went."""
+    torch.set_num_threads(threads)
+    config = {"target": target, "regime": regime, **setup}
+    with Tracker(config, path.parent.parent, job_type="grid-cell", **wandb) as tracker:
+        cell = measure_cell(target, regime, setup, policy, data_root)
+        write_atomically(path, cell)
+        if "skipped" not in cell:
+            scores = {name: float(np.mean(values)) for name, values in cell["aulc"].items()}
+            tracker.set_summary({f"aulc/{name}": value for name, value in scores.items()} | {"seconds": cell["seconds"]}
+                                | {f"delta_vs_margin/{name}": v - scores["margin"] for name, v in scores.items()})
+        tracker.log_artifact(path, name=f"grid-cell-{target}__{regime}", type="grid-cell")
+    status = f"skipped: {cell['skipped']}" if "skipped" in cell else f"{cell['seconds']:.0f} s"
+    return f"{target:<28} {regime:<16} {status}"
+
+
+def measure_cell(target: str, regime: str, setup: dict, policy_path: str, data_root) -> dict:
+    """One (target, regime) cell: per-seed AULCs of every strategy, or why it is skipped."""
+    load_plugins(setup["plugins"])
+    policy = load_policy(policy_path, device="cpu")
+    base = TARGETS[target].replace(learner=learner_spec(policy.info.get("learner") or "logreg"))
+    task, reason = regime_task(base, regime, load_dataset(base.dataset, data_root))
+    cell = {"target": target, "regime": regime, "settings": setup, "metaal": __version__}
+    if task is None:
+        return cell | {"skipped": reason}
+    strategies = {"policy": policy, **{name: make_strategy(name) for name in setup["baselines"]}}
+    if setup["reference_candidates"] and regime in setup["reference_regimes"]:
+        candidates = max(setup["reference_candidates"], 2 * task.k)  # a choice among at least 2k
+        strategies |= {name: make_strategy(name, n_candidates=candidates) for name in REFERENCES}
+    start = time.perf_counter()
+    result = compare_strategies(task, strategies, setup["seeds"], data_root, progress=False)
+    curves = result.curves
+    return cell | {"task": task.to_dict(), "spec": vars(result.spec) | {"pool_counts": result.spec.pool_counts},
+                   "notes": result.notes, "seconds": round(time.perf_counter() - start, 1),
+                   "seconds_per_strategy": result.seconds,
+                   "aulc": {name: aulc(acc, curves.n_labeled).tolist() for name, acc in curves.accuracy.items()},
+                   "final_accuracy": {name: acc[:, -1].tolist() for name, acc in curves.accuracy.items()}}
+
+
+def grid_cells(args) -> list[tuple[str, str]]:
+    """Every (target, regime) of the grid, in the order they run and are tabled."""
+    return [(t, r) for t in args.targets.split(",") for r in args.regimes.split(",")]
+
+
+def cell_path(out: Path, target: str, regime: str) -> Path:
+    return out / "cells" / f"{target}__{regime}.json"
+
+
+def finished(path: Path, setup: dict) -> bool:
+    """True if `path` holds this cell under the same settings; refuses one written under others."""
+    if not path.exists():
+        return False
+    try:
+        stored = json.loads(path.read_text())["settings"]
+    except (ValueError, KeyError) as e:
+        raise InputError(f"{path} is not a finished cell ({e}); delete it to run the cell again") from None
+    changed = sorted(key for key in setup if stored.get(key) != setup[key])
+    if changed:
+        raise OutputExistsError(f"{path} was written with other settings ({', '.join(changed)}); use another "
+                                "--out, or delete the folder's cells to start over")
+    return True
+
+
+def write_atomically(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(partial, path)  # a killed run leaves a .partial, never a half-written cell
+
+
+def run_grid(args) -> list[dict]:
+    out, setup = Path(args.out), settings(args)
+    todo = grid_cells(args)
+    pending = [(t, r) for t, r in todo if not finished(cell_path(out, t, r), setup)]
+    print(f"{len(todo) - len(pending)} of {len(todo)} cells already finished; running {len(pending)} "
+          f"with {args.jobs} job(s)", flush=True)
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(run_cell, t, r, setup, args.policy, args.data_root, threads, cell_path(out, t, r),
+                               {"mode": args.wandb_mode, **wandb_options(args, f"grid-{t}-{r}")})
+                   for t, r in pending]
+        for future in as_completed(futures):
+            print(future.result(), flush=True)
+    print(f"grid: {time.perf_counter() - start:.0f} s for {len(pending)} cells", flush=True)
+    return [json.loads(cell_path(out, t, r).read_text()) for t, r in todo]
+
+
+def cell_rows(cell: dict) -> list[dict]:
+    """The table's entries of one finished cell: each strategy against margin on the same seeds."""
+    scores = {name: np.asarray(values) for name, values in cell["aulc"].items()}
+    margin, random = scores["margin"], scores.get("random")
+    ranked = [name for name in scores if name not in REFERENCES]
+    rank = dict(zip(ranked, rankdata([-scores[name].mean() for name in ranked]).tolist()))
+    rows = []
+    for name, a in scores.items():
+        c = paired_comparison(a, margin, name, "margin")
+        versus = name != "margin"
+        rows.append({"target": cell["target"], "regime": cell["regime"], "strategy": name, "seeds": len(a),
+                     "aulc_mean": float(a.mean()),
+                     "aulc_norm_random": float(a.mean() / random.mean()) if random is not None else None,
+                     "delta_vs_margin": c.mean_difference, "ci95": [c.ci_low, c.ci_high] if versus else None,
+                     "p": paired_p_value(a, margin) if versus else None, "p_holm": None,
+                     "wins": c.wins, "ties": c.ties, "losses": c.losses, "rank": rank.get(name)})
+    return rows
+
+
+def regime_ranks(rows: list[dict], regime: str) -> dict:
+    """Average rank of each strategy over the regime's targets (those where all of them ran),
+    with the Nemenyi critical difference and Friedman's p-value."""
+    rows = [r for r in rows if r["regime"] == regime and r["rank"] is not None]
+    targets = sorted({r["target"] for r in rows})
+    names = sorted({r["strategy"] for r in rows})
+    means = {(r["target"], r["strategy"]): r["aulc_mean"] for r in rows}
+    complete = [t for t in targets if all((t, n) in means for n in names)]
+    if not complete:
+        return {}
+    scores = np.array([[means[t, n] for n in names] for t in complete])
+    ranks = average_ranks(scores)
+    return {"targets": complete, "ranks": dict(zip(names, ranks.tolist())),
+            "critical_difference": critical_difference(len(names), len(complete)),
+            "friedman_p": friedman_p_value(scores)}
+
+
+def write_table(cells: list[dict], out: Path, command: str) -> str:
+    """table.json, table.md and one critical-difference diagram per regime; returns the markdown."""
+    done = [c for c in cells if "skipped" not in c]
+    rows = [row for cell in done for row in cell_rows(cell)]
+    family = [r for r in rows if r["p"] is not None and r["strategy"] not in REFERENCES]
+    for row, adjusted in zip(family, holm([r["p"] for r in family])):
+        row["p_holm"] = adjusted
+    regimes = {r: regime_ranks(rows, r) for r in dict.fromkeys(c["regime"] for c in done)}
+    for regime, summary in regimes.items():
+        if summary:
+            names = list(summary["ranks"])
+            plot_cd_diagram(names, list(summary["ranks"].values()), summary["critical_difference"],
+                            out / f"cd_{regime}.png", title=f"{regime}: average rank over "
+                            f"{len(summary['targets'])} targets (Nemenyi CD, alpha 0.05)")
+    table = {"command": command, "cells": rows, "ranks": {r: s.get("ranks") for r, s in regimes.items()},
+             "regimes": regimes, "skipped": [{"target": c["target"], "regime": c["regime"], "why": c["skipped"]}
+                                             for c in cells if "skipped" in c],
+             "seconds": sum(c["seconds"] for c in done), "settings": done[0]["settings"] if done else None}
+    write_atomically(out / "table.json", table)
+    markdown = table_markdown(rows, regimes, table["skipped"])
+    (out / "table.md").write_text(markdown)
+    return markdown
+
+
+def table_markdown(rows: list[dict], regimes: dict, skipped: list[dict]) -> str:
+    """Per regime: the policy and the best baseline against margin on each target, then the ranks."""
+    lines = []
+    for regime, summary in regimes.items():
+        lines += [f"**{regime}**", "", "| target | margin | policy Δ [95% CI] | p (Holm) | W/T/L | best baseline Δ "
+                  "| p (Holm) |", "|---|---|---|---|---|---|---|"]
+        for target in dict.fromkeys(r["target"] for r in rows if r["regime"] == regime):
+            cell = {r["strategy"]: r for r in rows if r["regime"] == regime and r["target"] == target}
+            policy = cell["policy"]
+            best = max((r for n, r in cell.items() if n not in ("policy", "margin", *REFERENCES)),
+                       key=lambda r: r["aulc_mean"])
+            lines.append(f"| {target} | {cell['margin']['aulc_mean']:.4f} | {_delta(policy)} | "
+                         f"{policy['p_holm']:.3f} | {policy['wins']}/{policy['ties']}/{policy['losses']} | "
+                         f"{best['strategy']} {_delta(best)} | {best['p_holm']:.3f} |")
+        if summary:
+            ranks = sorted(summary["ranks"].items(), key=lambda item: item[1])
+            lines += ["", f"Average rank over {len(summary['targets'])} targets (CD "
+                      f"{summary['critical_difference']:.2f}, Friedman p {summary['friedman_p']:.2g}): "
+                      + ", ".join(f"{name} {rank:.2f}" for name, rank in ranks), ""]
+    if skipped:
+        lines.append("Not run: " + "; ".join(f"{s['target']} {s['regime']} ({s['why']})" for s in skipped))
+    return "\n".join(lines) + "\n"
+
+
+def _delta(row: dict) -> str:
+    low, high = row["ci95"]
+    return f"{row['delta_vs_margin']:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+
+def finished_cells(args) -> list[dict]:
+    """The cells of the grid that --out already holds (under these settings), in grid order."""
+    out, setup = Path(args.out), settings(args)
+    todo = grid_cells(args)
+    done = [cell_path(out, t, r) for t, r in todo if finished(cell_path(out, t, r), setup)]
+    print(f"table from the {len(done)} of {len(todo)} cells finished in {out}", flush=True)
+    return [json.loads(path.read_text()) for path in done]
+
+
+@exits_cleanly
+def main(argv: list[str] | None = None, command: str = "metaal grid") -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    load_plugins_from_argv(argv)
+    args = parse_args(argv)
+    cells = finished_cells(args) if args.table_only else run_grid(args)
+    print(write_table(cells, Path(args.out), command=" ".join([command, *argv])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

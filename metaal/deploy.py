@@ -17,14 +17,17 @@ shuffling; batches may be `x` or `(x, ...)` tuples). It is streamed in batches u
 CUDA, and only the running top-k is kept, so the pool can be far larger than memory allows
 at once. Pool-wide quantities (the medians the features are normalised by, local density,
 a policy's pooled context) come from a seeded random reference subset of at most
-`features.DENSITY_REFERENCE` pool samples, an approximation exact for smaller pools. Only
-score-and-rank strategies can stream; batch-diverse ones (coreset, badge) need the whole
-pool's embeddings at once and are refused.
+`features.DENSITY_REFERENCE` pool samples, an approximation exact for smaller pools.
+`exclude` marks pool samples never to pick (those labeled already). Score-and-rank strategies
+keep the running top k; batch-diverse ones (coreset, badge, cluster_margin, typiclust,
+probcover) choose jointly among the best-scored `candidates` (default max(10 k, 1000)), kept
+while the pool streams, so they work on pools of any size too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -109,22 +112,57 @@ def _pool_size(pool) -> int:
     return len(pool.dataset)
 
 
-@torch.inference_mode()
-def select(strategy: Strategy, model: nn.Module, pool, k: int, labeled_x: torch.Tensor, labeled_y: torch.Tensor,
-           num_classes: int, *, budget_used: float = 0.0, batch_size: int = 4096, mc_passes: int = 0,
-           device: str | torch.device = "auto", seed: int = 0, return_scores: bool = False):
-    """The k pool indices to label next, best first (and their scores, with return_scores)."""
+@dataclass
+class _Candidates:
+    """The running best `size` pool samples by score while the pool streams: their pool indices,
+    scores, predictions and features (what a strategy's `select` needs of them at the end)."""
+
+    size: int
+    index: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
+    pred: Prediction | None = None
+    features: torch.Tensor | None = None
+
+    def add(self, index: torch.Tensor, scores: torch.Tensor, pred: Prediction, features: torch.Tensor) -> None:
+        if self.index is not None:
+            index, scores = torch.cat([self.index, index]), torch.cat([self.scores, scores])
+            pred = Prediction(torch.cat([self.pred.probs, pred.probs], 1),
+                              None if pred.member_probs is None else torch.cat([self.pred.member_probs,
+                                                                                pred.member_probs], 2),
+                              torch.cat([self.pred.embedding, pred.embedding], 1))
+            features = torch.cat([self.features, features], 1)
+        top = scores.topk(min(self.size, len(scores))).indices
+        members = None if pred.member_probs is None else pred.member_probs[:, :, top]
+        self.index, self.scores, self.features = index[top], scores[top], features[:, top]
+        self.pred = Prediction(pred.probs[:, top], members, pred.embedding[:, top])
+
+
+def _excluded(exclude, n: int) -> torch.Tensor:
+    """`exclude` (None, a bool mask (n,) or pool indices) as a bool mask (n,) on the CPU."""
+    if exclude is None:
+        return torch.zeros(n, dtype=torch.bool)
+    exclude = torch.as_tensor(exclude).cpu()
+    if exclude.dtype == torch.bool:
+        if exclude.shape != (n,):
+            raise InputError(f"exclude is a mask of shape {tuple(exclude.shape)}; the pool has {n} samples")
+        return exclude
+    in_range = len(exclude) == 0 or 0 <= exclude.min() <= exclude.max() < n
+    if exclude.ndim != 1 or exclude.is_floating_point() or not in_range:
+        raise InputError(f"exclude must be a bool mask ({n},) or pool indices in 0..{n - 1}")
+    return torch.zeros(n, dtype=torch.bool).index_fill_(0, exclude.long(), True)
+
+
+def _check_inputs(strategy: Strategy, pool, k: int, labeled_x, labeled_y, num_classes: int, excluded) -> None:
     if strategy.needs_simulation:
         raise InputError(f"strategy {strategy.name!r} refits the simulator's learner (and may read labels): it runs "
                          "only in simulation (run_active_learning), not on your pool")
-    if type(strategy).select is not Strategy.select:
-        raise InputError(f"strategy {strategy.name!r} selects jointly over the whole pool; select() streams the "
-                         "pool in batches and supports score-and-rank strategies (policy, margin, entropy, ...)")
-    n = _pool_size(pool)
+    n = len(excluded)
     if n == 0:
         raise InputError("the pool is empty: there is nothing to query")
-    if not 1 <= k <= n:
-        raise InputError(f"asked for k={k} samples from a pool of {n}")
+    left = n - int(excluded.sum())
+    if not 1 <= k <= left:
+        raise InputError(f"asked for k={k} samples from a pool of {n}" + (f" of which {n - left} are excluded"
+                                                                           if left < n else ""))
     if len(labeled_x) == 0 or len(labeled_x) != len(labeled_y):
         raise InputError("labeled_x and labeled_y must hold the same, non-zero number of samples")
     if labeled_y.min() < 0 or labeled_y.max() >= num_classes:
@@ -132,11 +170,25 @@ def select(strategy: Strategy, model: nn.Module, pool, k: int, labeled_x: torch.
     if tuple(labeled_x.shape[1:]) != _sample_shape(pool):
         raise InputError(f"labeled_x samples have shape {tuple(labeled_x.shape[1:])} but pool samples "
                          f"{_sample_shape(pool)}; give both in the shape the model takes")
-    device = resolve_device(device)
+
+
+@torch.inference_mode()
+def select(strategy: Strategy, model: nn.Module, pool, k: int, labeled_x: torch.Tensor, labeled_y: torch.Tensor,
+           num_classes: int, *, exclude=None, budget_used: float = 0.0, batch_size: int = 4096, mc_passes: int = 0,
+           candidates: int | None = None, device: str | torch.device = "auto", seed: int = 0,
+           return_scores: bool = False):
+    """The k pool indices to label next, best first (and their scores, with return_scores).
+
+    `exclude`: pool samples never to pick (a bool mask or indices), e.g. those labeled already.
+    A strategy that selects jointly (coreset, badge, cluster_margin, typiclust, probcover)
+    chooses among the `candidates` best-scored samples of the streamed pool (default
+    max(10 k, 1000)); a score-and-rank one simply takes the top k."""
+    excluded = _excluded(exclude, _pool_size(pool))
+    _check_inputs(strategy, pool, k, labeled_x, labeled_y, num_classes, excluded)
+    n, device = len(excluded), resolve_device(device)
     model = model.to(device).eval()
     generator = torch.Generator().manual_seed(seed)
     labeled_y = labeled_y.to(device)[None]
-
     labeled = torch.cat([_forward(model, labeled_x[i:i + batch_size], device, 0, None).embedding
                          for i in range(0, len(labeled_x), batch_size)], 1)
     # The reference subset: pool-wide normalisers, density neighbours and the policy's context.
@@ -150,17 +202,22 @@ def select(strategy: Strategy, model: nn.Module, pool, k: int, labeled_x: torch.
         return compute_features(pred, labeled, labeled_y, num_classes, budget_used, stats, index=index)
 
     stats.context_features = features(reference, stats.reference_index)
-    best_scores = torch.empty(0, device=device)
-    best_index = torch.empty(0, dtype=torch.int64, device=device)
+    joint = type(strategy).select is not Strategy.select
+    best = _Candidates(min(n - int(excluded.sum()), (candidates or max(10 * k, 1000)) if joint else k))
+    excluded = excluded.to(device)
     for start, x in _batches(pool, batch_size):
         index = torch.arange(start, start + len(x), device=device)
         pred = _forward(model, x, device, mc_passes, index)
-        ctx = QueryContext(pool=pred, features=features(pred, index), labeled_embedding=labeled,
-                           available=torch.ones(1, len(x), dtype=torch.bool, device=device),
+        feats = features(pred, index)
+        ctx = QueryContext(pool=pred, features=feats, labeled_embedding=labeled, available=~excluded[index][None],
                            generator=generator, context_features=stats.context_features)
-        scores = torch.cat([best_scores, strategy.score(ctx)[0]])
-        top = scores.topk(min(k, len(scores)))
-        best_scores, best_index = top.values, torch.cat([best_index, index])[top.indices]
-    if len(best_index) < k:
-        raise InputError(f"the pool yielded only {len(best_index)} samples, fewer than k={k}")
-    return (best_index.cpu(), best_scores.cpu()) if return_scores else best_index.cpu()
+        scores = strategy.score(ctx)[0].masked_fill(excluded[index], float("-inf"))
+        best.add(index, scores, pred, feats)
+    if best.index is None or len(best.index) < k:
+        raise InputError(f"the pool yielded only {0 if best.index is None else len(best.index)} samples, "
+                         f"fewer than k={k}")
+    ctx = QueryContext(pool=best.pred, features=best.features, labeled_embedding=labeled,
+                       available=torch.isfinite(best.scores)[None], generator=generator,
+                       context_features=stats.context_features)
+    picks = strategy.query(ctx, k).indices[0]
+    return (best.index[picks].cpu(), best.scores[picks].cpu()) if return_scores else best.index[picks].cpu()

@@ -76,7 +76,13 @@ def test_mc_dropout_feeds_disagreement(setup):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda m, x, y, p: metaal.select(make_strategy("coreset"), m, p, 5, x, y, 10), "selects jointly"),
+    (lambda m, x, y, p: metaal.select(make_strategy("margin"), m, p[:6], 5, x, y, 10, exclude=[0, 1]),
+     "k=5 samples from a pool of 6 of which 2 are excluded"),
+    (lambda m, x, y, p: metaal.select(make_strategy("margin"), m, p, 5, x, y, 10, exclude=torch.zeros(3).bool()),
+     r"exclude is a mask of shape \(3,\)"),
+    (lambda m, x, y, p: metaal.select(make_strategy("margin"), m, p, 5, x, y, 10, exclude=[len(p)]),
+     "exclude must be a bool mask"),
+    (lambda m, x, y, p: metaal.select(make_strategy("oracle"), m, p, 5, x, y, 10), "only in simulation"),
     (lambda m, x, y, p: metaal.select(make_strategy("margin"), m, p[:0], 5, x, y, 10), "pool is empty"),
     (lambda m, x, y, p: metaal.select(make_strategy("margin"), m, p[:4], 5, x, y, 10), "k=5 samples from a pool of 4"),
     (lambda m, x, y, p: metaal.select(make_strategy("margin"), m, p, 5, x, y, 3), r"class ids in 0\.\.2"),
@@ -102,3 +108,45 @@ def test_readme_example_runs(monkeypatch, data_root, capsys):
     exec(compile(code, "README.md", "exec"), namespace)
     picked = namespace["picked"]
     assert picked.shape == (10,) and picked.unique().numel() == 10 and picked.max() < 20000
+
+
+def test_excluded_samples_are_never_picked(setup):
+    model, x, y, pool = setup
+    first = metaal.select(make_strategy("margin"), model, pool, 30, x, y, 10, batch_size=100, device="cpu")
+    mask = torch.zeros(len(pool), dtype=torch.bool)
+    mask[first[:10]] = True
+    by_mask = metaal.select(make_strategy("margin"), model, pool, 20, x, y, 10, batch_size=100, device="cpu",
+                            exclude=mask)
+    by_index = metaal.select(make_strategy("margin"), model, pool, 20, x, y, 10, batch_size=100, device="cpu",
+                             exclude=first[:10])
+    assert torch.equal(by_mask, by_index) and torch.equal(by_mask, first[10:30])  # the next 20 of the ranking
+
+
+@pytest.mark.parametrize("name", ["coreset", "badge", "cluster_margin", "typiclust", "probcover"])
+def test_batch_diverse_strategies_select_from_a_streamed_pool(setup, name):
+    model, x, y, pool = setup
+    labeled = torch.arange(0, len(pool), 7)  # every 7th pool sample is labeled already
+    picked = metaal.select(make_strategy(name), model, pool, 20, x, y, 10, batch_size=128, candidates=400,
+                           exclude=labeled, device="cpu")
+    assert picked.shape == (20,) and picked.unique().numel() == 20
+    assert not set(picked.tolist()) & set(labeled.tolist())
+
+
+def test_batch_diverse_selection_does_not_pile_onto_near_duplicates(setup):
+    """The failure of top-k margin at large k: 40 near-copies of the most uncertain image in the
+    pool take half of margin's 20 picks; the batch-diverse strategies take at most 2 of them and
+    spread the rest over more predicted classes."""
+    model, x, y, pool = setup
+    top = metaal.select(make_strategy("margin"), model, pool, 1, x, y, 10, device="cpu")
+    noise = 0.01 * torch.randn((40, *pool.shape[1:]), generator=torch.Generator().manual_seed(1))
+    pool = torch.cat([pool, pool[top].repeat(40, 1, 1, 1) + noise])
+
+    def picks(name):
+        picked = metaal.select(make_strategy(name), model, pool, 20, x, y, 10, batch_size=128, device="cpu")
+        return int((picked >= len(pool) - 40).sum()), model(pool[picked])[0].argmax(1).unique().numel()
+
+    margin_copies, margin_classes = picks("margin")
+    assert margin_copies >= 8
+    for name in ("cluster_margin", "badge", "coreset", "typiclust", "probcover"):
+        copies, classes = picks(name)
+        assert copies <= 2 and classes > margin_classes, name

@@ -1,4 +1,5 @@
-"""The README's "pieces" example runs as written (the own-loop one runs in test_deploy.py)."""
+"""The README's "pieces" and "active-learn" examples run as written (the own-loop one runs in
+test_deploy.py)."""
 
 import re
 from pathlib import Path
@@ -6,13 +7,27 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_readme_pieces_example_runs(monkeypatch, data_root):
+def run_example(name: str, monkeypatch, data_root) -> dict:
     readme = (REPO / "README.md").read_text()
-    code = re.search(r"<!-- example: pieces -->\n```python\n(.*?)```", readme, re.S).group(1)
+    code = re.search(rf"<!-- example: {name} -->\n```python\n(.*?)```", readme, re.S).group(1)
     monkeypatch.setenv("METAAL_DATA_ROOT", str(data_root))
+    monkeypatch.chdir(REPO)
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
+    return namespace
+
+
+def test_readme_pieces_example_runs(monkeypatch, data_root):
+    namespace = run_example("pieces", monkeypatch, data_root)
     result, task = namespace["result"], namespace["task"]
     assert result.accuracy.shape == (4, task.rounds + 1)
     assert result.n_labeled[-1] == 5 + task.rounds * task.k   # 1 initial label per class, then k per round
     assert namespace["notes"] == []                            # fashion_mnist is large enough: nothing capped
+
+
+def test_readme_active_learn_example_runs(monkeypatch, data_root):
+    history = run_example("active-learn", monkeypatch, data_root)["history"]
+    assert history.n_labeled == [20, 40, 60, 80, 100]
+    assert len(history.accuracy) == 5 and history.accuracy[-1] > history.accuracy[0]
+    picked = [i for r in history.rounds[:-1] for i in r["picked"]]
+    assert len(set(history.labeled.tolist())) == 100 and set(picked) <= set(history.labeled.tolist())

@@ -34,6 +34,11 @@ def test_reduced_grid_runs_resumes_and_refuses_other_settings(tmp_path, data_roo
     large = json.loads((tmp_path / "cells" / "checkerboard2x2__imbalanced-k50.json").read_text())
     assert large["task"]["k"] == 20 and large["spec"]["pool_counts"][0] >= 9 * large["spec"]["pool_counts"][-1]
     assert (tmp_path / "cd_balanced-k5.png").exists() and "**imbalanced-k50**" in (tmp_path / "table.md").read_text()
+    verdict = table["regimes"]["balanced-k5"]["versus_margin"]["policy"]
+    policy_rows = [c for c in cells if c["regime"] == "balanced-k5" and c["strategy"] == "policy"]
+    assert verdict["targets"] == 2 and verdict["above"] + verdict["below"] <= 2
+    assert verdict["mean_delta"] == pytest.approx(sum(c["delta_vs_margin"] for c in policy_rows) / 2)
+    assert "policy vs margin: mean Δ" in (tmp_path / "table.md").read_text()
 
     stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cells").iterdir()}
     capsys.readouterr()

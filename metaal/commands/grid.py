@@ -240,6 +240,9 @@ def write_table(cells: list[dict], out: Path, command: str) -> str:
             plot_cd_diagram(names, list(summary["ranks"].values()), summary["critical_difference"],
                             out / f"cd_{regime}.png", title=f"{regime}: average rank over "
                             f"{len(summary['targets'])} targets (Nemenyi CD, alpha 0.05)")
+    for regime, summary in regimes.items():
+        summary["versus_margin"] = {name: versus_margin(rows, regime, name) for name in summary.get("ranks", {})
+                                    if name != "margin"}
     table = {"command": command, "cells": rows, "ranks": {r: s.get("ranks") for r, s in regimes.items()},
              "regimes": regimes, "skipped": [{"target": c["target"], "regime": c["regime"], "why": c["skipped"]}
                                              for c in cells if "skipped" in c],
@@ -248,6 +251,29 @@ def write_table(cells: list[dict], out: Path, command: str) -> str:
     markdown = table_markdown(rows, regimes, table["skipped"])
     (out / "table.md").write_text(markdown)
     return markdown
+
+
+def versus_margin(rows: list[dict], regime: str, strategy: str, alpha: float = 0.05) -> dict | None:
+    """One strategy against margin over a regime's targets: the mean paired difference, the
+    targets where it is significantly above or below (Holm-adjusted p < alpha), and, where the
+    pool oracle ran, the share of the margin-to-pool-oracle gap it closes (summed over targets)."""
+    cells = {r["target"]: r for r in rows if r["regime"] == regime and r["strategy"] == strategy}
+    if not cells:
+        return None
+    oracle = {r["target"]: r for r in rows if r["regime"] == regime and r["strategy"] == "pool_oracle"}
+    gap = sum(oracle[t]["delta_vs_margin"] for t in cells if t in oracle)
+    return {"targets": len(cells), "mean_delta": float(np.mean([c["delta_vs_margin"] for c in cells.values()])),
+            "above": sum(c["p_holm"] < alpha and c["delta_vs_margin"] > 0 for c in cells.values()),
+            "below": sum(c["p_holm"] < alpha and c["delta_vs_margin"] < 0 for c in cells.values()),
+            "pool_oracle_gap_closed": (sum(cells[t]["delta_vs_margin"] for t in cells if t in oracle) / gap
+                                       if oracle and gap > 0 else None)}
+
+
+def _verdict_line(name: str, v: dict) -> str:
+    gap = f"; {v['pool_oracle_gap_closed']:+.0%} of the gap to the pool oracle" \
+        if v["pool_oracle_gap_closed"] is not None else ""
+    return (f"{name} vs margin: mean Δ {v['mean_delta']:+.4f}; significantly above on {v['above']}, below on "
+            f"{v['below']} of {v['targets']} targets (Holm, 0.05){gap}.")
 
 
 def table_markdown(rows: list[dict], regimes: dict, skipped: list[dict]) -> str:
@@ -264,11 +290,17 @@ def table_markdown(rows: list[dict], regimes: dict, skipped: list[dict]) -> str:
             lines.append(f"| {target} | {cell['margin']['aulc_mean']:.4f} | {_delta(policy)} | "
                          f"{policy['p_holm']:.3f} | {policy['wins']}/{policy['ties']}/{policy['losses']} | "
                          f"{best['strategy']} {_delta(best)} | {best['p_holm']:.3f} |")
+        lines.append("")
         if summary:
             ranks = sorted(summary["ranks"].items(), key=lambda item: item[1])
-            lines += ["", f"Average rank over {len(summary['targets'])} targets (CD "
+            best = next((name for name, _ in ranks if name not in ("policy", "margin")), None)
+            verdict = _verdict_line("policy", versus_margin(rows, regime, "policy"))
+            if best:
+                verdict += " " + _verdict_line(f"{best} (the best-ranked other baseline)",
+                                               versus_margin(rows, regime, best))
+            lines += [f"Average rank over {len(summary['targets'])} targets (CD "
                       f"{summary['critical_difference']:.2f}, Friedman p {summary['friedman_p']:.2g}): "
-                      + ", ".join(f"{name} {rank:.2f}" for name, rank in ranks), ""]
+                      + ", ".join(f"{name} {rank:.2f}" for name, rank in ranks) + ".", "", verdict, ""]
     if skipped:
         lines.append("Not run: " + "; ".join(f"{s['target']} {s['regime']} ({s['why']})" for s in skipped))
     return "\n".join(lines) + "\n"

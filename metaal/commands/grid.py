@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -46,6 +47,7 @@ from scipy.stats import rankdata
 
 from metaal import __version__
 from metaal.data import load_dataset
+from metaal.device import resolve_device
 from metaal.errors import InputError, OutputExistsError, exits_cleanly
 from metaal.evaluate import REGIMES, REPORT_SEED_OFFSET, TARGETS, compare_strategies, regime_task
 from metaal.learners import learner_spec
@@ -74,6 +76,8 @@ def parse_args(argv):
     p.add_argument("--reference-regimes", default="balanced-k5,imbalanced-k5",
                    help="the regimes the references run in (at k=50 they would cost 10x the rest of the grid)")
     p.add_argument("--jobs", type=int, default=1, help="cells run at once, in separate processes")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto: where each cell's episodes, "
+                                                   "learners and strategies run (default cpu)")
     p.add_argument("--out", required=True, help="output folder: cells/, table.json, table.md, cd_REGIME.png")
     p.add_argument("--table-only", action="store_true",
                    help="run nothing: write the table from the cells already finished in --out")
@@ -100,14 +104,14 @@ def settings(args) -> dict:
             "plugins": args.plugins or ""}
 
 
-def run_cell(target: str, regime: str, setup: dict, policy: str, data_root, threads: int, path: Path,
-             wandb: dict) -> str:
+def run_cell(target: str, regime: str, setup: dict, policy: str, data_root, device: str, threads: int,
+             path: Path, wandb: dict) -> str:
     """Run one cell and write it to `path`, as a W&B run of its own unless wandb["mode"] is
     disabled; returns a line saying how it went."""
     torch.set_num_threads(threads)
     config = {"target": target, "regime": regime, **setup}
     with Tracker(config, path.parent.parent, job_type="grid-cell", **wandb) as tracker:
-        cell = measure_cell(target, regime, setup, policy, data_root)
+        cell = measure_cell(target, regime, setup, policy, data_root, resolve_device(device))
         write_atomically(path, cell)
         if "skipped" not in cell:
             scores = {name: float(np.mean(values)) for name, values in cell["aulc"].items()}
@@ -118,10 +122,10 @@ def run_cell(target: str, regime: str, setup: dict, policy: str, data_root, thre
     return f"{target:<28} {regime:<16} {status}"
 
 
-def measure_cell(target: str, regime: str, setup: dict, policy_path: str, data_root) -> dict:
+def measure_cell(target: str, regime: str, setup: dict, policy_path: str, data_root, device) -> dict:
     """One (target, regime) cell: per-seed AULCs of every strategy, or why it is skipped."""
     load_plugins(setup["plugins"])
-    policy = load_policy(policy_path, device="cpu")
+    policy = load_policy(policy_path, device=device)
     base = TARGETS[target].replace(learner=learner_spec(policy.info.get("learner") or "logreg"))
     task, reason = regime_task(base, regime, load_dataset(base.dataset, data_root))
     cell = {"target": target, "regime": regime, "settings": setup, "metaal": __version__}
@@ -132,7 +136,7 @@ def measure_cell(target: str, regime: str, setup: dict, policy_path: str, data_r
         candidates = max(setup["reference_candidates"], 2 * task.k)  # a choice among at least 2k
         strategies |= {name: make_strategy(name, n_candidates=candidates) for name in REFERENCES}
     start = time.perf_counter()
-    result = compare_strategies(task, strategies, setup["seeds"], data_root, progress=False)
+    result = compare_strategies(task, strategies, setup["seeds"], data_root, device, progress=False)
     curves = result.curves
     return cell | {"task": task.to_dict(), "spec": vars(result.spec) | {"pool_counts": result.spec.pool_counts},
                    "notes": result.notes, "seconds": round(time.perf_counter() - start, 1),
@@ -180,8 +184,11 @@ def run_grid(args) -> list[dict]:
           f"with {args.jobs} job(s)", flush=True)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_cell, t, r, setup, args.policy, args.data_root, threads, cell_path(out, t, r),
+    # CUDA cannot be used in a forked child: workers on a GPU start afresh (spawn)
+    context = multiprocessing.get_context("spawn" if resolve_device(args.device).type == "cuda" else None)
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+        futures = [pool.submit(run_cell, t, r, setup, args.policy, args.data_root, args.device, threads,
+                               cell_path(out, t, r),
                                {"mode": args.wandb_mode, **wandb_options(args, f"grid-{t}-{r}")})
                    for t, r in pending]
         for future in as_completed(futures):

@@ -36,6 +36,7 @@ from metaal.device import resolve_device
 from metaal.errors import InputError, NonFiniteError
 from metaal.features import PoolStatistics, compute_features, reference_subset
 from metaal.learners import Prediction
+from metaal.loop import picks_labeled
 from metaal.strategies import QueryContext, Strategy
 
 
@@ -202,7 +203,7 @@ def select(strategy: Strategy, model: nn.Module, pool, k: int, labeled_x: torch.
         return compute_features(pred, labeled, labeled_y, num_classes, budget_used, stats, index=index)
 
     stats.context_features = features(reference, stats.reference_index)
-    joint = type(strategy).select is not Strategy.select
+    joint = strategy.selects_jointly
     best = _Candidates(min(n - int(excluded.sum()), (candidates or max(10 * k, 1000)) if joint else k))
     excluded = excluded.to(device)
     for start, x in _batches(pool, batch_size):
@@ -218,6 +219,8 @@ def select(strategy: Strategy, model: nn.Module, pool, k: int, labeled_x: torch.
                          f"fewer than k={k}")
     ctx = QueryContext(pool=best.pred, features=best.features, labeled_embedding=labeled,
                        available=torch.isfinite(best.scores)[None], generator=generator,
-                       context_features=stats.context_features)
+                       context_features=stats.context_features,
+                       refeature=picks_labeled(best.pred, labeled, labeled_y, num_classes, budget_used, stats,
+                                               index=best.index))
     picks = strategy.query(ctx, k).indices[0]
     return (best.index[picks].cpu(), best.scores[picks].cpu()) if return_scores else best.index[picks].cpu()

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from metaal.data.episodes import Episode
 from metaal.errors import InputError
 from metaal.features import PoolStatistics, compute_features
-from metaal.learners import Learner
+from metaal.learners import Learner, Prediction
 from metaal.strategies import QueryContext, Simulation, Strategy
 
 
@@ -47,6 +47,19 @@ def _check_budget(episode: Episode, rounds: int, k: int) -> None:
     if rounds * k > m:
         raise InputError(f"a budget of {rounds} rounds x k={k} = {rounds * k} labels exceeds the pool of {m}; "
                          "lower rounds or k, or sample a larger pool")
+
+
+def picks_labeled(pool: Prediction, labeled_embedding: torch.Tensor, labeled_y: torch.Tensor, num_classes: int,
+                  budget_used: float, stats: PoolStatistics, index: torch.Tensor | None = None):
+    """A QueryContext.refeature: the pool's features with the picks (B, j) of this round counted
+    as labeled, each with its predicted class (the round's budget_used unchanged)."""
+    def refeature(picks: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(len(picks), device=picks.device)[:, None]
+        embedding = torch.cat([labeled_embedding, pool.embedding[rows, picks]], 1)
+        y = torch.cat([labeled_y, pool.probs[rows, picks].argmax(-1)], 1)
+        with torch.no_grad():
+            return compute_features(pool, embedding, y, num_classes, budget_used, stats, index=index)
+    return refeature
 
 
 def run_active_learning(episode: Episode, learner: Learner, strategy: Strategy, rounds: int, k: int,
@@ -82,7 +95,8 @@ def run_active_learning(episode: Episode, learner: Learner, strategy: Strategy, 
         simulation = Simulation(episode, learner, prepared, labeled_x, labeled_y, accuracy[:, r], num_classes) \
             if strategy.needs_simulation else None
         ctx = QueryContext(pool=pool, features=features, labeled_embedding=labeled.embedding,
-                           available=available, generator=generator, simulation=simulation)
+                           available=available, generator=generator, simulation=simulation,
+                           refeature=picks_labeled(pool, labeled.embedding, labeled_y, num_classes, r / rounds, stats))
         selection = strategy.query(ctx, k)
         records.append(selection.record)
         available[rows, selection.indices] = False

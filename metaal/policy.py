@@ -10,6 +10,7 @@ the score lets it express the classic heuristics (margin, entropy) from the star
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import pickle
@@ -87,18 +88,37 @@ class PolicyNet(nn.Module):
 
 
 class PolicyStrategy(Strategy):
-    """A frozen policy as a query strategy: label the k highest-scored samples.
-    `info` holds what the checkpoint records: its path, config, and the tasks and learner
-    it was trained with ("tasks", "learner")."""
+    """A frozen policy as a query strategy: label the k highest-scored samples, or, with
+    `sequential`, pick them one at a time, each pick counted as labeled (with its predicted
+    class) in the features the next one is scored on (ctx.refeature). `info` holds what the
+    checkpoint records: its path, config, and the tasks and learner it was trained with."""
 
     name = "policy"
 
-    def __init__(self, net: PolicyNet, schema: FeatureSchema = SCHEMA, info: dict | None = None):
-        self.net, self.schema, self.info = net.eval(), schema, info or {}
+    def __init__(self, net: PolicyNet, schema: FeatureSchema = SCHEMA, info: dict | None = None,
+                 sequential: bool = False):
+        self.net, self.schema, self.info, self.sequential = net.eval(), schema, info or {}, sequential
+
+    @property
+    def selects_jointly(self) -> bool:
+        return self.sequential
 
     def score(self, ctx: QueryContext) -> torch.Tensor:
         with torch.inference_mode():
             return self.net.score(ctx, self.schema)
+
+    def select(self, ctx: QueryContext, k: int) -> torch.Tensor:
+        if not self.sequential or ctx.refeature is None:
+            return super().select(ctx, k)
+        rows = torch.arange(ctx.available.shape[0], device=ctx.available.device)[:, None]
+        available, step = ctx.available.clone(), ctx
+        picks = torch.empty(len(rows), 0, dtype=torch.int64, device=available.device)
+        for _ in range(k):
+            pick = self.score(step).masked_fill(~available, float("-inf")).argmax(1, keepdim=True)
+            picks = torch.cat([picks, pick], 1)
+            available[rows, pick] = False
+            step = dataclasses.replace(ctx, features=ctx.refeature(picks), available=available)
+        return picks
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -153,9 +173,11 @@ def read_checkpoint(path: str | os.PathLike, what: str, map_location="cpu", erro
 _POLICY_KEYS = ("format", "format_version", "metaal_version", "feature_schema", "hparams", "state_dict")
 
 
-def load_policy(path: str | os.PathLike, device: str | torch.device = "auto") -> PolicyStrategy:
-    """Load a frozen policy as a query strategy. Refuses, with a PolicyLoadError that says
-    why, any file that is not a complete, finite policy checkpoint of this metaal."""
+def load_policy(path: str | os.PathLike, device: str | torch.device = "auto",
+                sequential: bool = False) -> PolicyStrategy:
+    """Load a frozen policy as a query strategy (`sequential`: picking a round's k one at a
+    time, see PolicyStrategy). Refuses, with a PolicyLoadError that says why, any file that is
+    not a complete, finite policy checkpoint of this metaal."""
     path = Path(path)
     if not path.is_file():
         raise PolicyLoadError(f"no policy checkpoint at {path}")
@@ -176,7 +198,8 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "auto") ->
     config = payload.get("config", {})
     return PolicyStrategy(net, schema, info={"path": str(path), "config": config, **payload.get("info", {}),
                                              "tasks": payload.get("tasks") or {},
-                                             "learner": payload.get("learner") or _learner_of_old(config)})
+                                             "learner": payload.get("learner") or _learner_of_old(config)},
+                          sequential=sequential)
 
 
 def _learner_of_old(config: dict) -> dict:

@@ -150,3 +150,13 @@ def test_batch_diverse_selection_does_not_pile_onto_near_duplicates(setup):
     for name in ("cluster_margin", "badge", "coreset", "typiclust", "probcover"):
         copies, classes = picks(name)
         assert copies <= 2 and classes > margin_classes, name
+
+
+def test_sequential_policy_selects_from_a_streamed_pool(setup):
+    model, x, y, pool = setup
+    policy = metaal.load_policy(REPO / "benchmarks" / "results" / "meta_train_default" / "policy.pt", device="cpu",
+                                sequential=True)
+    labeled = torch.arange(0, len(pool), 7)
+    picked = metaal.select(policy, model, pool, 20, x, y, 10, batch_size=128, candidates=200, exclude=labeled,
+                           device="cpu")
+    assert picked.unique().numel() == 20 and not set(picked.tolist()) & set(labeled.tolist())

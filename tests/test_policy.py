@@ -93,3 +93,18 @@ def test_incompatible_schema_is_refused_with_the_reason(tmp_path):
     torch.save(payload, tmp_path / "mismatch.pt")
     with pytest.raises(PolicyLoadError, match="do not fit the policy network"):
         load_policy(tmp_path / "mismatch.pt")
+
+
+def test_sequential_policy_counts_its_picks_as_labeled(ctx):
+    """A policy that wants the classes least represented in the labeled set: scored once, its
+    20 picks all fall in the (tied) least-labeled predicted classes; picked one at a time, each
+    pick counts (with its predicted class) and the picks spread over all 5 classes."""
+    net = PolicyNet(hidden=8).init_as_heuristic("predicted_class_share", sign=-1.0, scale=10.0)
+
+    def classes_picked(sequential: bool) -> list[int]:
+        picks = PolicyStrategy(net, sequential=sequential).query(ctx, 20).indices
+        predicted = ctx.pool.probs.argmax(-1).gather(1, picks)
+        return [row.unique().numel() for row in predicted]
+
+    assert max(classes_picked(False)) <= 2
+    assert classes_picked(True) == [5, 5, 5]

@@ -6,8 +6,9 @@ import torch
 
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
 from metaal.errors import InputError, StrategyError
-from metaal.features import compute_features
+from metaal.features import PoolStatistics, compute_features
 from metaal.learners import LogisticRegression, Prediction
+from metaal.loop import picks_labeled
 from metaal.policy import PolicyNet, PolicyStrategy
 from metaal.strategies import STRATEGIES, QueryContext, Simulation, Strategy, make_strategy
 
@@ -29,17 +30,19 @@ def make_context(batch, seed=0, n_labeled_from_pool=10):
     accuracy = (fitted.predict_prepared("eval").probs.argmax(-1) == batch.eval_y).float().mean(1)
     available = torch.ones(batch.pool_y.shape, dtype=torch.bool)
     available[rows, queried] = False
-    return QueryContext(pool=pool, features=compute_features(pool, lab.embedding, y, 5, 0.3, generator=generator),
+    stats = PoolStatistics.in_memory(pool.embedding, generator)
+    return QueryContext(pool=pool, features=compute_features(pool, lab.embedding, y, 5, 0.3, stats),
                         labeled_embedding=lab.embedding, available=available, generator=generator,
-                        simulation=Simulation(batch, learner, prepared, x, y, accuracy, 5))
+                        simulation=Simulation(batch, learner, prepared, x, y, accuracy, 5),
+                        refeature=picks_labeled(pool, lab.embedding, y, 5, 0.3, stats))
 
 
 def build(name: str) -> Strategy:
     """The strategy under test: a registered one (lookahead references scoring every available
     sample), or "policy", a frozen policy network."""
-    if name == "policy":
+    if name in ("policy", "policy_sequential"):
         torch.manual_seed(0)
-        return PolicyStrategy(PolicyNet(hidden=16))
+        return PolicyStrategy(PolicyNet(hidden=16), sequential=name == "policy_sequential")
     return make_strategy(name, n_candidates=None) if STRATEGIES.get(name).needs_simulation else make_strategy(name)
 
 
@@ -58,7 +61,7 @@ def one_class_batch(batch):
                           "pool_index": batch.pool_index[rows, idx]})
 
 
-@pytest.mark.parametrize("name", [*STRATEGIES, "policy"])
+@pytest.mark.parametrize("name", [*STRATEGIES, "policy", "policy_sequential"])
 class TestEveryStrategy:
     def test_selects_k_distinct_available_indices(self, name, batch):
         ctx = make_context(batch)

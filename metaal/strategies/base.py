@@ -11,6 +11,7 @@ and the selection once for every strategy.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,9 @@ class QueryContext:
     # When the pool is scored in batches: features (B, R, F) of a reference subset of the whole
     # pool, so that pool-level context (a policy's pooled summary) does not depend on the batch.
     context_features: torch.Tensor | None = None
+    # features (B, m, F) as they would be with the pool samples `picks` (B, j) labeled too, each
+    # with its predicted class: for strategies that choose a round's k samples one at a time
+    refeature: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def uniform(self) -> torch.Tensor:
         """(B, m) uniform noise from the context's generator, on the pool's device."""
@@ -105,6 +109,12 @@ class Strategy:
 
     name: str = "base"
     needs_simulation: bool = False
+
+    @property
+    def selects_jointly(self) -> bool:
+        """Whether `select` is more than the top k scores (then metaal.select hands it a
+        candidate set of the best-scored samples of a streamed pool)."""
+        return type(self).select is not Strategy.select
 
     def score(self, ctx: QueryContext) -> torch.Tensor:
         """(B, m) scores, higher = more wanted. Scores of unavailable samples are ignored."""

@@ -68,3 +68,14 @@ def test_regime_tasks(data_root, target, regime, expected):
     spec, _ = task.episode_spec(load_dataset(base.dataset, data_root))
     assert task.k == expected["k"] and spec.pool_size == expected.get("pool", spec.pool_size)
     assert task.imbalance == (10.0 if regime.startswith("imbalanced") else 1.0)
+
+
+def test_sequential_policy_variant_is_a_setting_of_its_own(tmp_path, data_root, capsys):
+    grid = load_benchmark("transfer_grid")
+    args = ["--data-root", str(data_root), "--targets", "heart", "--regimes", "balanced-k5", "--seeds", "3",
+            "--reference-candidates", "0", "--baselines", "margin,random", "--out", str(tmp_path)]
+    assert grid.main([*args, "--sequential-policy"]) == 0
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert {c["strategy"] for c in table["cells"]} == {"policy", "policy_sequential", "margin", "random"}
+    assert "policy_sequential vs margin" in (tmp_path / "table.md").read_text()
+    assert grid.main(args) == 2 and "other settings (sequential_policy)" in capsys.readouterr().err

@@ -52,13 +52,16 @@ from metaal.errors import InputError, OutputExistsError, exits_cleanly
 from metaal.evaluate import REGIMES, REPORT_SEED_OFFSET, TARGETS, compare_strategies, regime_task
 from metaal.learners import learner_spec
 from metaal.metrics import aulc, paired_comparison
-from metaal.policy import load_policy
+from metaal.policy import PolicyStrategy, load_policy
 from metaal.ranking import average_ranks, critical_difference, friedman_p_value, holm, paired_p_value, plot_cd_diagram
 from metaal.registry import PLUGINS_HELP, load_plugins, load_plugins_from_argv
 from metaal.strategies import make_strategy, simulation_free
 from metaal.tracking import Tracker, add_wandb_flags, wandb_options
 
 REFERENCES = ("oracle", "pool_oracle", "expected_gain")
+# Settings added after cells were written: a cell without the key was written with this value.
+SETTING_DEFAULTS = {"sequential_policy": False}
+IGNORED_SETTINGS = ("policy",)  # the policy's path, recorded by earlier versions: its sha256 is what counts
 
 
 def parse_args(argv):
@@ -75,6 +78,8 @@ def parse_args(argv):
                    help="candidates per round of each lookahead reference (at least 2k); 0: no references")
     p.add_argument("--reference-regimes", default="balanced-k5,imbalanced-k5",
                    help="the regimes the references run in (at k=50 they would cost 10x the rest of the grid)")
+    p.add_argument("--sequential-policy", action="store_true",
+                   help="also run the policy picking each round's k one at a time (policy_sequential)")
     p.add_argument("--jobs", type=int, default=1, help="cells run at once, in separate processes")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto: where each cell's episodes, "
                                                    "learners and strategies run (default cpu)")
@@ -101,7 +106,7 @@ def settings(args) -> dict:
     return {"policy_sha256": hashlib.sha256(Path(args.policy).read_bytes()).hexdigest(),
             "baselines": baselines, "seeds": list(range(args.seed_offset, args.seed_offset + args.seeds)),
             "reference_candidates": args.reference_candidates, "reference_regimes": args.reference_regimes.split(","),
-            "plugins": args.plugins or ""}
+            "plugins": args.plugins or "", "sequential_policy": args.sequential_policy}
 
 
 def run_cell(target: str, regime: str, setup: dict, policy: str, data_root, device: str, threads: int,
@@ -132,6 +137,8 @@ def measure_cell(target: str, regime: str, setup: dict, policy_path: str, data_r
     if task is None:
         return cell | {"skipped": reason}
     strategies = {"policy": policy, **{name: make_strategy(name) for name in setup["baselines"]}}
+    if setup["sequential_policy"]:
+        strategies["policy_sequential"] = PolicyStrategy(policy.net, policy.schema, policy.info, sequential=True)
     if setup["reference_candidates"] and regime in setup["reference_regimes"]:
         candidates = max(setup["reference_candidates"], 2 * task.k)  # a choice among at least 2k
         strategies |= {name: make_strategy(name, n_candidates=candidates) for name in REFERENCES}
@@ -162,7 +169,8 @@ def finished(path: Path, setup: dict) -> bool:
         stored = json.loads(path.read_text())["settings"]
     except (ValueError, KeyError) as e:
         raise InputError(f"{path} is not a finished cell ({e}); delete it to run the cell again") from None
-    changed = sorted(key for key in setup if stored.get(key) != setup[key])
+    changed = sorted(key for key in (setup | stored).keys() - set(IGNORED_SETTINGS)
+                     if stored.get(key, SETTING_DEFAULTS.get(key)) != setup.get(key, SETTING_DEFAULTS.get(key)))
     if changed:
         raise OutputExistsError(f"{path} was written with other settings ({', '.join(changed)}); use another "
                                 "--out, or delete the folder's cells to start over")
@@ -292,7 +300,7 @@ def table_markdown(rows: list[dict], regimes: dict, skipped: list[dict]) -> str:
         for target in dict.fromkeys(r["target"] for r in rows if r["regime"] == regime):
             cell = {r["strategy"]: r for r in rows if r["regime"] == regime and r["target"] == target}
             policy = cell["policy"]
-            best = max((r for n, r in cell.items() if n not in ("policy", "margin", *REFERENCES)),
+            best = max((r for n, r in cell.items() if n not in ("margin", *REFERENCES) and not n.startswith("policy")),
                        key=lambda r: r["aulc_mean"])
             lines.append(f"| {target} | {cell['margin']['aulc_mean']:.4f} | {_delta(policy)} | "
                          f"{policy['p_holm']:.3f} | {policy['wins']}/{policy['ties']}/{policy['losses']} | "
@@ -300,8 +308,9 @@ def table_markdown(rows: list[dict], regimes: dict, skipped: list[dict]) -> str:
         lines.append("")
         if summary:
             ranks = sorted(summary["ranks"].items(), key=lambda item: item[1])
-            best = next((name for name, _ in ranks if name not in ("policy", "margin")), None)
-            verdict = _verdict_line("policy", versus_margin(rows, regime, "policy"))
+            best = next((name for name, _ in ranks if name != "margin" and not name.startswith("policy")), None)
+            verdict = " ".join(_verdict_line(name, versus_margin(rows, regime, name))
+                               for name in summary["ranks"] if name.startswith("policy"))
             if best:
                 verdict += " " + _verdict_line(f"{best} (the best-ranked other baseline)",
                                                versus_margin(rows, regime, best))

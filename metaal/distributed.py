@@ -71,10 +71,6 @@ class ProcessGroup:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return dict(zip(keys, (tensor / self.world_size).tolist()))
 
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            dist.barrier()
-
     def close(self) -> None:
         if self.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()

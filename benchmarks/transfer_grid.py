@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     given = {arg.split("=")[0] for arg in argv}
     defaults = [part for flag, path in DEFAULTS.items() if flag not in given
                 for part in (flag, str(HERE.parent / path))]
-    return grid.main([*argv, *defaults], command="python benchmarks/transfer_grid.py")
+    return grid.main(argv, command="python benchmarks/transfer_grid.py", defaults=tuple(defaults))
 
 
 if __name__ == "__main__":

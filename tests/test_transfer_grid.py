@@ -2,6 +2,7 @@
 the numbers; and the regimes' tasks on real targets."""
 
 import json
+import shutil
 
 import pytest
 
@@ -79,3 +80,19 @@ def test_sequential_policy_variant_is_a_setting_of_its_own(tmp_path, data_root, 
     assert {c["strategy"] for c in table["cells"]} == {"policy", "policy_sequential", "margin", "random"}
     assert "policy_sequential vs margin" in (tmp_path / "table.md").read_text()
     assert grid.main(args) == 2 and "other settings (sequential_policy)" in capsys.readouterr().err
+
+
+def test_the_committed_grid_table_is_what_its_cells_say(tmp_path, data_root):
+    """benchmarks/results/transfer_table/: 50 report seeds in every cell, the fields the issue
+    names, and a table that --table-only rebuilds from the committed cells exactly."""
+    committed = load_benchmark("transfer_grid").HERE / "results" / "transfer_table"
+    table = json.loads((committed / "table.json").read_text())
+    assert all(CELL_FIELDS <= set(c) and c["seeds"] == 50 for c in table["cells"])
+    assert table["settings"]["seeds"] == list(range(20000, 20050))
+    assert set(table["ranks"]) == {"balanced-k5", "imbalanced-k5", "balanced-k50", "imbalanced-k50"}
+    shutil.copytree(committed / "cells", tmp_path / "cells")
+    grid = load_benchmark("transfer_grid")
+    assert grid.main(["--data-root", str(data_root), "--table-only", "--out", str(tmp_path)]) == 0
+    rebuilt = json.loads((tmp_path / "table.json").read_text())
+    assert rebuilt["cells"] == table["cells"] and rebuilt["ranks"] == table["ranks"]
+    assert (tmp_path / "table.md").read_text() == (committed / "table.md").read_text()

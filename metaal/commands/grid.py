@@ -337,10 +337,11 @@ def finished_cells(args) -> list[dict]:
 
 
 @exits_cleanly
-def main(argv: list[str] | None = None, command: str = "metaal grid") -> int:
+def main(argv: list[str] | None = None, command: str = "metaal grid", defaults: tuple[str, ...] = ()) -> int:
+    """`defaults`: flags a wrapper adds (left out of the command recorded in table.json)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     load_plugins_from_argv(argv)
-    args = parse_args(argv)
+    args = parse_args([*argv, *defaults])
     cells = finished_cells(args) if args.table_only else run_grid(args)
     print(write_table(cells, Path(args.out), command=" ".join([command, *argv])))
     return 0

@@ -192,15 +192,17 @@ def run_grid(args) -> list[dict]:
           f"with {args.jobs} job(s)", flush=True)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     start = time.perf_counter()
-    # CUDA cannot be used in a forked child: workers on a GPU start afresh (spawn)
-    context = multiprocessing.get_context("spawn" if resolve_device(args.device).type == "cuda" else None)
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-        futures = [pool.submit(run_cell, t, r, setup, args.policy, args.data_root, args.device, threads,
-                               cell_path(out, t, r),
-                               {"mode": args.wandb_mode, **wandb_options(args, f"grid-{t}-{r}")})
-                   for t, r in pending]
-        for future in as_completed(futures):
-            print(future.result(), flush=True)
+    jobs = [(run_cell, t, r, setup, args.policy, args.data_root, args.device, threads, cell_path(out, t, r),
+             {"mode": args.wandb_mode, **wandb_options(args, f"grid-{t}-{r}")}) for t, r in pending]
+    if args.jobs == 1:  # in this process (e.g. one cell per sweep run)
+        for function, *arguments in jobs:
+            print(function(*arguments), flush=True)
+    else:
+        # Workers start afresh (spawn): a child forked after torch's OpenMP threads ran can
+        # deadlock in its first parallel op, and CUDA cannot be used in a forked child at all.
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for future in as_completed([pool.submit(*job) for job in jobs]):
+                print(future.result(), flush=True)
     print(f"grid: {time.perf_counter() - start:.0f} s for {len(pending)} cells", flush=True)
     return [json.loads(cell_path(out, t, r).read_text()) for t, r in todo]
 

@@ -16,9 +16,20 @@ from metaal.learners import LEARNERS, learner_spec, make_learner
 from metaal.policy import load_policy
 from metaal.registry import Registry, load_plugins
 from metaal.strategies import STRATEGIES, make_strategy
+from metaal.trainers import TRAINERS
 from tests.conftest import REPO
 
 PLUGIN = REPO / "experiments" / "plugins" / "example.py"
+
+
+@pytest.fixture(autouse=True)
+def restore_registries():
+    """What a test registers in this process stays in that test: later tests (the grid's default
+    baselines, spawned workers) see only metaal's own strategies, learners, datasets, trainers."""
+    saved = [(registry, dict(registry._items)) for registry in (STRATEGIES, LEARNERS, DATASETS, TRAINERS)]
+    yield
+    for registry, items in saved:
+        registry._items = items
 
 
 def run(script, *args, cwd=REPO):

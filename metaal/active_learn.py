@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from metaal.deploy import _pool_size, _rows, select
+from metaal.deploy import _first, _pool_size, _rows, select
 from metaal.errors import InputError
 from metaal.strategies import Strategy
 
@@ -70,8 +70,7 @@ def _accuracy(model: nn.Module, test, batch_size: int) -> float:
     model.eval()
     correct = 0
     for i in range(0, len(x), batch_size):
-        out = model(x[i:i + batch_size].to(device))
-        logits = out[0] if isinstance(out, (tuple, list)) else out
+        logits = _first(model(x[i:i + batch_size].to(device)))  # logits, or (logits, embedding)
         correct += int((logits.argmax(1).cpu() == y[i:i + batch_size].cpu()).sum())
     return correct / len(x)
 

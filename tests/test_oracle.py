@@ -23,6 +23,27 @@ def simulation(batch, learner):
     return Simulation(batch, learner, prepared, batch.labeled_x, batch.labeled_y, accuracy, 5)
 
 
+@pytest.mark.parametrize("queried", [0, 12])
+def test_batched_refits_are_the_fits_of_each_extended_set(batch, queried):
+    """LogisticRegression.refits (the lookahead's shared-Gram path) gives the probabilities that
+    one fit per extended labeled set gives, on the pool and on the evaluation set."""
+    learner = LogisticRegression(n_members=3)
+    prepared = learner.prepare(batch.pool_x, torch.Generator().manual_seed(0), extra={"eval": batch.eval_x})
+    x = torch.cat([batch.labeled_x, batch.pool_x[:, 100:100 + queried]], 1)
+    y = torch.cat([batch.labeled_y, batch.pool_y[:, 100:100 + queried]], 1)
+    added = torch.tensor([[0, 7, 30], [1, 2, 3], [149, 50, 9], [4, 5, 6]])
+    added_y = torch.tensor([[0, 1, 2], [3, 4, 0], [1, 1, 1], [2, 3, 4]])  # any labels, true or not
+    rows = torch.arange(4)[:, None]
+    single = LogisticRegression(n_members=0)
+    for on in ("pool", "eval"):
+        fast = learner.refits(prepared, x, y, 5, added, added_y, on)
+        assert fast.shape == (4, 3, batch.pool_y.shape[1] if on == "pool" else batch.eval_y.shape[1], 5)
+        for j in range(3):
+            one = single.fit(prepared, torch.cat([x, batch.pool_x[rows, added[:, j:j + 1]]], 1),
+                             torch.cat([y, added_y[:, j:j + 1]], 1), 5)
+            assert torch.allclose(fast[:, j], one.predict_prepared(on).probs, atol=2e-5)
+
+
 def test_gains_equal_retraining_by_hand(batch):
     learner = LogisticRegression(n_members=0)
     sim = simulation(batch, learner)

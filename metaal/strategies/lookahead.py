@@ -44,8 +44,12 @@ def _refit(sim: Simulation, candidates: torch.Tensor, labels: torch.Tensor, on: 
     labeled labels[b, j]; B*M refits in batched calls of at most REFIT_ROWS."""
     B, M = candidates.shape
     learner = _predicting(sim.learner)
-    rows = torch.arange(B, device=candidates.device)[:, None]
     chunk = max(1, REFIT_ROWS // B)
+    if hasattr(learner, "refits"):  # the learner's own batched lookahead (LogisticRegression's)
+        return torch.cat([learner.refits(sim.prepared, sim.labeled_x, sim.labeled_y, sim.num_classes,
+                                         candidates[:, j:j + chunk], labels[:, j:j + chunk], on)
+                          for j in range(0, M, chunk)], 1)
+    rows = torch.arange(B, device=candidates.device)[:, None]
     probs = []
     for first in range(0, M, chunk):
         cand, lab = candidates[:, first:first + chunk], labels[:, first:first + chunk]

@@ -156,6 +156,7 @@ class _ExtendedGram:
         bottom = torch.addcmul((cross * labeled).sum(1), self.norm.view(-1, *inner, self.norm.shape[1]), added)
         return torch.cat([top, bottom.unsqueeze(1)], 1)
 
+
 @dataclass
 class _LogRegInputs:
     """The pool-derived input map x -> z: standardise, then project on the pool's top

@@ -20,14 +20,22 @@ from metaal.errors import InputError
 
 def paired_p_value(a, b) -> float:
     """Two-sided Wilcoxon signed-rank p-value of per-seed values `a` against `b` (seed s with
-    seed s): no normality assumed. 1.0 when every pair is equal."""
+    seed s): no normality assumed. 1.0 when every pair is equal.
+
+    Exact for up to 50 pairs without ties or zero differences; otherwise the normal
+    approximation with the tie and zero corrections (the exact null distribution does not hold
+    with ties). Chosen here rather than by scipy's "auto", whose choice differs between
+    versions (1.13 stays exact with ties, later versions do not)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.ndim != 1 or a.shape != b.shape or a.size == 0 or not np.isfinite(a - b).all():
         raise InputError(f"paired_p_value needs two equal-length, finite 1-D arrays; got shapes {a.shape}, {b.shape}")
     d = a - b
     if not d.any():
         return 1.0
-    return float(stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
+    magnitudes = np.abs(d)
+    exact = d.size <= 50 and magnitudes.all() and np.unique(magnitudes).size == d.size
+    method = "exact" if exact else "approx"
+    return float(stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided", method=method).pvalue)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

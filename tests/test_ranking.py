@@ -35,6 +35,15 @@ def test_paired_p_value_is_small_for_a_consistent_difference_and_one_without():
         paired_p_value(base, base[:10])
 
 
+def test_paired_p_value_is_exact_without_ties_and_the_normal_approximation_with_them():
+    # 10 positive, distinct differences: exactly 2 of the 2^10 sign patterns are this extreme.
+    assert paired_p_value(np.arange(1.0, 11.0), np.zeros(10)) == pytest.approx(2 / 2**10)
+    # One tie among 15 positive differences: T = 0, mean 60, variance 310 - (2^3 - 2) / 48.
+    d = np.array([1.0, 2, 2, *range(3, 15)])
+    z = (0 - 60) / math.sqrt(15 * 16 * 31 / 24 - 6 / 48)
+    assert paired_p_value(d, np.zeros(15)) == pytest.approx(math.erfc(-z / math.sqrt(2)), rel=1e-9)
+
+
 def test_friedman_and_cd_diagram(tmp_path):
     scores = np.array([[0.9, 0.8, 0.7], [0.85, 0.8, 0.6], [0.95, 0.7, 0.65], [0.9, 0.85, 0.8]])
     assert friedman_p_value(scores) < 0.05

@@ -87,12 +87,14 @@ def nearest_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def knn_distance(embedding: torch.Tensor, reference: torch.Tensor, index: torch.Tensor,
                  reference_index: torch.Tensor) -> torch.Tensor:
-    """(B, m) mean distance of each sample to its k nearest reference samples. `index` (m,),
-    ascending, and `reference_index` (R,) are pool indices, so a sample is never its own
-    neighbour."""
+    """(B, m) mean distance of each sample to its k nearest reference samples. `index` (m,)
+    and `reference_index` (R,) are pool indices (distinct, in any order), so a sample is never
+    its own neighbour."""
     d2 = squared_distances(embedding, reference)
     index, reference_index = index.to(d2.device), reference_index.to(d2.device)
-    row = torch.searchsorted(index, reference_index).clamp_max(len(index) - 1)
+    order = index.argsort()
+    position = torch.searchsorted(index[order], reference_index).clamp_max(len(index) - 1)
+    row = order[position]
     is_self = index[row] == reference_index                       # reference j is sample row[j]
     d2[:, row[is_self], torch.nonzero(is_self).flatten()] = float("inf")
     k = max(1, min(DENSITY_NEIGHBOURS, reference.shape[1] - 1))

@@ -67,6 +67,19 @@ def test_density_subset_estimate_tracks_the_exact_one(fitted_round, monkeypatch)
     assert corr > 0.8
 
 
+def test_knn_distance_never_counts_a_sample_as_its_own_neighbour_in_any_order(fitted_round):
+    # Pool samples 0..299, a reference subset that holds some of them; the batch's rows come in
+    # a shuffled order (a candidate set ranked by score), and each keeps its own k-NN distance.
+    _, pool, _ = fitted_round
+    emb, reference_index = pool.embedding[:1], torch.arange(0, 300, 3)
+    index = torch.arange(300)
+    in_order = feat.knn_distance(emb, emb[:, reference_index], index, reference_index)
+    shuffled = torch.randperm(300, generator=torch.Generator().manual_seed(0))
+    reordered = feat.knn_distance(emb[:, shuffled], emb[:, reference_index], shuffled, reference_index)
+    assert torch.allclose(reordered, in_order[:, shuffled], atol=1e-6)
+    assert (in_order > 0).all()  # no zero self-distance among the neighbours
+
+
 def test_features_without_members_have_zero_bald(fitted_round):
     batch, pool, lab = fitted_round
     no_members = Prediction(pool.probs, None, pool.embedding)

@@ -17,7 +17,8 @@ shuffling; batches may be `x` or `(x, ...)` tuples). It is streamed in batches u
 CUDA, and only the running top-k is kept, so the pool can be far larger than memory allows
 at once. Pool-wide quantities (the medians the features are normalised by, local density,
 a policy's pooled context) come from a seeded random reference subset of at most
-`features.DENSITY_REFERENCE` pool samples, an approximation exact for smaller pools.
+`features.DENSITY_REFERENCE` pool samples, an approximation exact for smaller pools; they
+are computed only for a strategy that reads features (`Strategy.reads_features`: the policy).
 `exclude` marks pool samples never to pick (those labeled already). Score-and-rank strategies
 keep the running top k; batch-diverse ones (coreset, badge, cluster_margin, typiclust,
 probcover) choose jointly among the best-scored `candidates` (default max(10 k, 1000)), kept
@@ -34,7 +35,7 @@ from torch import nn
 
 from metaal.device import resolve_device
 from metaal.errors import InputError, NonFiniteError
-from metaal.features import PoolStatistics, compute_features, reference_subset
+from metaal.features import DENSITY_NEIGHBOURS, PoolStatistics, compute_features, reference_subset
 from metaal.learners import Prediction
 from metaal.loop import picks_labeled
 from metaal.strategies import QueryContext, Strategy
@@ -124,17 +125,18 @@ class _Candidates:
     pred: Prediction | None = None
     features: torch.Tensor | None = None
 
-    def add(self, index: torch.Tensor, scores: torch.Tensor, pred: Prediction, features: torch.Tensor) -> None:
+    def add(self, index: torch.Tensor, scores: torch.Tensor, pred: Prediction, features: torch.Tensor | None) -> None:
         if self.index is not None:
             index, scores = torch.cat([self.index, index]), torch.cat([self.scores, scores])
             pred = Prediction(torch.cat([self.pred.probs, pred.probs], 1),
                               None if pred.member_probs is None else torch.cat([self.pred.member_probs,
                                                                                 pred.member_probs], 2),
                               torch.cat([self.pred.embedding, pred.embedding], 1))
-            features = torch.cat([self.features, features], 1)
+            features = None if features is None else torch.cat([self.features, features], 1)
         top = scores.topk(min(self.size, len(scores))).indices
         members = None if pred.member_probs is None else pred.member_probs[:, :, top]
-        self.index, self.scores, self.features = index[top], scores[top], features[:, top]
+        self.index, self.scores = index[top], scores[top]
+        self.features = None if features is None else features[:, top]
         self.pred = Prediction(pred.probs[:, top], members, pred.embedding[:, top])
 
 
@@ -153,7 +155,11 @@ def _excluded(exclude, n: int) -> torch.Tensor:
     return torch.zeros(n, dtype=torch.bool).index_fill_(0, exclude.long(), True)
 
 
-def _check_inputs(strategy: Strategy, pool, k: int, labeled_x, labeled_y, num_classes: int, excluded) -> None:
+def _check_inputs(strategy: Strategy, pool, k: int, labeled_x, labeled_y, num_classes: int, excluded,
+                  reference_size: int | None) -> None:
+    if reference_size is not None and not (isinstance(reference_size, int) and reference_size > DENSITY_NEIGHBOURS):
+        raise InputError(f"reference_size must be an int above {DENSITY_NEIGHBOURS} (the neighbours local density "
+                         f"averages over), got {reference_size!r}")
     if strategy.needs_simulation:
         raise InputError(f"strategy {strategy.name!r} refits the simulator's learner (and may read labels): it runs "
                          "only in simulation (run_active_learning), not on your pool")
@@ -176,16 +182,19 @@ def _check_inputs(strategy: Strategy, pool, k: int, labeled_x, labeled_y, num_cl
 @torch.inference_mode()
 def select(strategy: Strategy, model: nn.Module, pool, k: int, labeled_x: torch.Tensor, labeled_y: torch.Tensor,
            num_classes: int, *, exclude=None, budget_used: float = 0.0, batch_size: int = 4096, mc_passes: int = 0,
-           candidates: int | None = None, device: str | torch.device = "auto", seed: int = 0,
-           return_scores: bool = False):
+           candidates: int | None = None, reference_size: int | None = None, device: str | torch.device = "auto",
+           seed: int = 0, return_scores: bool = False):
     """The k pool indices to label next, best first (and their scores, with return_scores).
 
     `exclude`: pool samples never to pick (a bool mask or indices), e.g. those labeled already.
     A strategy that selects jointly (coreset, badge, cluster_margin, typiclust, probcover)
     chooses among the `candidates` best-scored samples of the streamed pool (default
-    max(10 k, 1000)); a score-and-rank one simply takes the top k."""
+    max(10 k, 1000)); a score-and-rank one simply takes the top k.
+    `reference_size`: the pool samples the pool-wide features are estimated on (default
+    features.DENSITY_REFERENCE = 512); fewer make a policy's features cheaper and noisier
+    (RESULTS.md, "Query time", measures 128)."""
     excluded = _excluded(exclude, _pool_size(pool))
-    _check_inputs(strategy, pool, k, labeled_x, labeled_y, num_classes, excluded)
+    _check_inputs(strategy, pool, k, labeled_x, labeled_y, num_classes, excluded, reference_size)
     n, device = len(excluded), resolve_device(device)
     model = model.to(device).eval()
     generator = torch.Generator().manual_seed(seed)
@@ -193,16 +202,21 @@ def select(strategy: Strategy, model: nn.Module, pool, k: int, labeled_x: torch.
     labeled = torch.cat([_forward(model, labeled_x[i:i + batch_size], device, 0, None).embedding
                          for i in range(0, len(labeled_x), batch_size)], 1)
     # The reference subset: pool-wide normalisers, density neighbours and the policy's context.
-    ref_index = reference_subset(n, generator)
+    ref_index = reference_subset(n, generator, reference_size)
     reference = _forward(model, _rows(pool, ref_index), device, mc_passes, ref_index)
     if reference.probs.shape[-1] != num_classes:
         raise InputError(f"the model predicts {reference.probs.shape[-1]} classes, num_classes is {num_classes}")
-    stats = PoolStatistics.from_reference(reference.embedding, ref_index, labeled, size=n)
+    stats = PoolStatistics.from_reference(reference.embedding, ref_index, labeled, size=n) \
+        if strategy.reads_features else None
 
-    def features(pred: Prediction, index: torch.Tensor) -> torch.Tensor:
-        return compute_features(pred, labeled, labeled_y, num_classes, budget_used, stats, index=index)
+    def features(pred: Prediction, index: torch.Tensor) -> torch.Tensor | None:
+        """The batch's features; None for a strategy that never reads them (cheaper)."""
+        return None if stats is None else compute_features(pred, labeled, labeled_y, num_classes, budget_used,
+                                                           stats, index=index)
 
-    stats.context_features = features(reference, stats.reference_index)
+    if stats is not None:
+        stats.context_features = features(reference, stats.reference_index)
+    context_features = None if stats is None else stats.context_features
     joint = strategy.selects_jointly
     best = _Candidates(min(n - int(excluded.sum()), (candidates or max(10 * k, 1000)) if joint else k))
     excluded = excluded.to(device)
@@ -211,16 +225,16 @@ def select(strategy: Strategy, model: nn.Module, pool, k: int, labeled_x: torch.
         pred = _forward(model, x, device, mc_passes, index)
         feats = features(pred, index)
         ctx = QueryContext(pool=pred, features=feats, labeled_embedding=labeled, available=~excluded[index][None],
-                           generator=generator, context_features=stats.context_features)
+                           generator=generator, context_features=context_features)
         scores = strategy.score(ctx)[0].masked_fill(excluded[index], float("-inf"))
         best.add(index, scores, pred, feats)
     if best.index is None or len(best.index) < k:
         raise InputError(f"the pool yielded only {0 if best.index is None else len(best.index)} samples, "
                          f"fewer than k={k}")
+    refeature = None if stats is None else picks_labeled(best.pred, labeled, labeled_y, num_classes, budget_used,
+                                                         stats, index=best.index)
     ctx = QueryContext(pool=best.pred, features=best.features, labeled_embedding=labeled,
                        available=torch.isfinite(best.scores)[None], generator=generator,
-                       context_features=stats.context_features,
-                       refeature=picks_labeled(best.pred, labeled, labeled_y, num_classes, budget_used, stats,
-                                               index=best.index))
+                       context_features=context_features, refeature=refeature)
     picks = strategy.query(ctx, k).indices[0]
     return (best.index[picks].cpu(), best.scores[picks].cpu()) if return_scores else best.index[picks].cpu()

@@ -66,11 +66,11 @@ def bald(member_probs: torch.Tensor) -> torch.Tensor:
     return (entropy(member_probs.mean(1)) - entropy(member_probs).mean(1)).clamp_min(0)
 
 
-def reference_subset(m: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def reference_subset(m: int, generator: torch.Generator | None = None, size: int | None = None) -> torch.Tensor:
     """Pool indices of the reference set for pool-wide features: all of a pool of at most
-    DENSITY_REFERENCE samples, else a seeded random subset of that size."""
-    return torch.randperm(m, generator=generator)[:DENSITY_REFERENCE].sort().values if m > DENSITY_REFERENCE \
-        else torch.arange(m)
+    `size` (default DENSITY_REFERENCE) samples, else a seeded random subset of that size."""
+    size = DENSITY_REFERENCE if size is None else size
+    return torch.randperm(m, generator=generator)[:size].sort().values if m > size else torch.arange(m)
 
 
 def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ import torch
 
 import metaal
 from metaal.data import load_dataset
-from metaal.features import DENSITY_REFERENCE
+from metaal.features import DENSITY_REFERENCE, SCHEMA, entropy
 from metaal.policy import PolicyNet, PolicyStrategy
 from metaal.strategies import make_strategy
 from tests.conftest import REPO
@@ -52,6 +52,16 @@ def test_margin_streams_to_the_exact_top_k(setup):
     assert (scores[:-1] >= scores[1:]).all()
 
 
+def test_a_smaller_reference_subset_estimates_the_same_policy_ranking(setup):
+    model, x, y, pool = setup  # 1324 samples: the default reference is 512 of them
+    policy = metaal.load_policy(REPO / "benchmarks" / "results" / "meta_train_default" / "policy.pt", device="cpu")
+    picks = {size: metaal.select(policy, model, pool, 100, x, y, 10, reference_size=size, device="cpu",
+                                 return_scores=True) for size in (1324, 512, 128)}  # 1324: exact
+    assert not torch.allclose(picks[512][1], picks[128][1])  # a different estimate ...
+    for size in (512, 128):  # ... of much the same top 100 (99-100 of them on four seeds)
+        assert len(set(picks[1324][0].tolist()) & set(picks[size][0].tolist())) >= 95, size
+
+
 def test_policy_result_does_not_depend_on_the_batch_size(setup):
     model, x, y, pool = setup  # larger than the reference subset: features use the estimates
     policy = PolicyStrategy(PolicyNet(hidden=16))
@@ -92,6 +102,8 @@ def test_mc_dropout_feeds_disagreement(setup):
      "must not shuffle"),
     (lambda m, x, y, p: metaal.select(make_strategy("bald"), torch.nn.Sequential(torch.nn.Flatten(),
                                       torch.nn.Linear(784, 10)), p, 5, x, y, 10, mc_passes=2), "needs dropout"),
+    (lambda m, x, y, p: metaal.select(make_strategy("margin"), m, p, 5, x, y, 10, reference_size=5),
+     "reference_size must be an int above 10"),
 ])
 def test_bad_input_is_a_clear_error(setup, call, message):
     model, x, y, pool = setup
@@ -160,3 +172,23 @@ def test_sequential_policy_selects_from_a_streamed_pool(setup):
     picked = metaal.select(policy, model, pool, 20, x, y, 10, batch_size=128, candidates=200, exclude=labeled,
                            device="cpu")
     assert picked.unique().numel() == 20 and not set(picked.tolist()) & set(labeled.tolist())
+
+
+class _FeatureProbe(metaal.Strategy):
+    """Entropy sampling that records the features each batch handed it."""
+
+    def __init__(self, reads_features: bool):
+        self.reads_features, self.seen = reads_features, []
+
+    def score(self, ctx):
+        self.seen.append(ctx.features)
+        return entropy(ctx.pool.probs)
+
+
+def test_features_are_computed_only_for_a_strategy_that_reads_them(setup):
+    model, x, y, pool = setup
+    reader, skipper = _FeatureProbe(True), _FeatureProbe(False)
+    picks = [metaal.select(s, model, pool, 12, x, y, 10, batch_size=400, device="cpu") for s in (reader, skipper)]
+    assert torch.equal(*picks)
+    assert len(reader.seen) == len(skipper.seen) == 5  # 4 batches of the 1324 samples, then the top k
+    assert all(f.shape[-1] == len(SCHEMA.names) for f in reader.seen) and all(f is None for f in skipper.seen)

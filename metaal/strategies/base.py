@@ -43,7 +43,7 @@ class Simulation:
 @dataclass
 class QueryContext:
     pool: Prediction                # the fitted learner on the pool: probs (B, m, C), embedding (B, m, H)
-    features: torch.Tensor          # (B, m, F) per `schema`
+    features: torch.Tensor | None   # (B, m, F) per `schema`; None in metaal.select if not reads_features
     labeled_embedding: torch.Tensor  # (B, n, H)
     available: torch.Tensor         # (B, m) bool: True for pool samples that may still be queried
     generator: torch.Generator      # CPU generator for any randomness (seeded by the caller)
@@ -109,6 +109,9 @@ class Strategy:
 
     name: str = "base"
     needs_simulation: bool = False
+    # False for a strategy that never reads ctx.features (it gets None from metaal.select, which
+    # then skips the pool-wide features, the costliest part of scoring a streamed pool).
+    reads_features: bool = True
 
     @property
     def selects_jointly(self) -> bool:

@@ -39,6 +39,8 @@ class TypiClust(Strategy):
     the inverse mean distance to the `neighbours` nearest samples of the same cluster. Once
     every cluster holds one, the largest of the least covered clusters serves."""
 
+    reads_features = False
+
     def __init__(self, max_clusters: int = 500, neighbours: int = 20):
         self.max_clusters, self.neighbours = max_clusters, neighbours
 
@@ -93,6 +95,8 @@ class ProbCover(Strategy):
     delta=None picks it per episode: the largest of 10 quantiles (1st to 50th percentile) of the
     pairwise distances at which at least `purity` of the points have a ball holding only their
     own k-means pseudo-label (one cluster per class)."""
+
+    reads_features = False
 
     def __init__(self, delta: float | None = None, purity: float = 0.95):
         self.delta, self.purity = delta, purity

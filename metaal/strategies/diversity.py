@@ -13,6 +13,8 @@ class CoreSet(Strategy):
     """k-center greedy in the learner's embedding (Sener & Savarese 2018): repeatedly take
     the sample farthest from the labeled set and the samples already taken."""
 
+    reads_features = False
+
     def score(self, ctx):
         return torch.cdist(ctx.pool.embedding, ctx.labeled_embedding).min(-1).values
 
@@ -37,6 +39,8 @@ class BADGE(Strategy):
     never materialised: |g_i - g_j|^2 = |a_i|^2 |h_i|^2 + |a_j|^2 |h_j|^2 - 2 (a_i.a_j)(h_i.h_j)
     with a = p - onehot, so memory stays O(m (C + H)).
     """
+
+    reads_features = False
 
     def score(self, ctx):
         a, h = self._parts(ctx)
@@ -75,6 +79,8 @@ class ClusterMargin(Strategy):
     (within a cluster, the lowest margin first). The paper clusters the pool once per run with
     average-linkage HAC; here k-means clusters the available pool each round, on the current
     embedding, into max(k, m / 10) clusters."""
+
+    reads_features = False
 
     def __init__(self, margin_factor: int = 10):
         self.margin_factor = margin_factor

@@ -125,6 +125,7 @@ class _LookaheadStrategy(Strategy):
     evaluation sets, are broken at random."""
 
     needs_simulation = True
+    reads_features = False
 
     def __init__(self, n_candidates: int | None = 64):
         if n_candidates is not None and n_candidates < 1:

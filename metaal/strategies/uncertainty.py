@@ -9,12 +9,16 @@ from metaal.strategies.base import Strategy, register_strategy
 
 @register_strategy("random")
 class Random(Strategy):
+    reads_features = False
+
     def score(self, ctx):
         return ctx.uniform()
 
 
 @register_strategy("entropy")
 class Entropy(Strategy):
+    reads_features = False
+
     def score(self, ctx):
         return entropy(ctx.pool.probs)
 
@@ -23,6 +27,8 @@ class Entropy(Strategy):
 class Margin(Strategy):
     """Smallest gap between the two most probable classes first."""
 
+    reads_features = False
+
     def score(self, ctx):
         top2 = ctx.pool.probs.topk(2, dim=-1).values
         return -(top2[..., 0] - top2[..., 1])
@@ -30,6 +36,8 @@ class Margin(Strategy):
 
 @register_strategy("least_confidence")
 class LeastConfidence(Strategy):
+    reads_features = False
+
     def score(self, ctx):
         return 1 - ctx.pool.probs.max(-1).values
 
@@ -38,6 +46,8 @@ class LeastConfidence(Strategy):
 class BALD(Strategy):
     """Mutual information between the label and the model (Houlsby et al. 2011), from the
     learner's members (bootstrap replicas or MC-dropout passes)."""
+
+    reads_features = False
 
     def score(self, ctx):
         if ctx.pool.member_probs is None:

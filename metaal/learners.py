@@ -122,9 +122,9 @@ def _check_fit_inputs(x: torch.Tensor, y: torch.Tensor, num_classes: int):
 
 # ---------------------------------------------------------------------------- fast head
 
-def _softmax(logits: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+def _softmax(logits: torch.Tensor) -> torch.Tensor:
     """Softmax over a short last dim; ~5x faster than Tensor.softmax for C < 10 on CPU."""
-    e = (logits.sub_ if inplace else logits.sub)(logits.amax(-1, keepdim=True)).exp_()
+    e = logits.sub(logits.amax(-1, keepdim=True)).exp_()
     return e.div_(e.sum(-1, keepdim=True))
 
 

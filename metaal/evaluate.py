@@ -37,8 +37,10 @@ TARGETS: dict[str, TaskSpec] = {
 
 # Seed ranges. Development: the transfer table's seeds, looked at while choosing between
 # attempts. Report: never used for training, validation or any choice; only for the final table.
+# A report range that a choice has looked at is spent: 20000 was, when sequential selection
+# became the default (issue 14), so the report range is now 30000.
 DEVELOPMENT_SEED_OFFSET = TABLE_SEED_OFFSET
-REPORT_SEED_OFFSET = 20_000
+REPORT_SEED_OFFSET = 30_000
 
 # The benchmark's regimes, each a change to a target's task. The large-batch ones aim at a pool
 # of 2000 labeled 50 at a time for 10 rounds; a target whose classes cannot hold that pool runs

@@ -88,15 +88,17 @@ class PolicyNet(nn.Module):
 
 
 class PolicyStrategy(Strategy):
-    """A frozen policy as a query strategy: label the k highest-scored samples, or, with
-    `sequential`, pick them one at a time, each pick counted as labeled (with its predicted
-    class) in the features the next one is scored on (ctx.refeature). `info` holds what the
-    checkpoint records: its path, config, and the tasks and learner it was trained with."""
+    """A frozen policy as a query strategy. `sequential` (the default): pick a round's k one at
+    a time, each pick counted as labeled (with its predicted class) in the features the next
+    one is scored on (ctx.refeature), so a round cannot pile into one class or cluster;
+    `sequential=False`: label the k highest-scored samples at once (top-k, what meta-training's
+    rollouts and validation use). `info` holds what the checkpoint records: its path, config,
+    and the tasks and learner it was trained with."""
 
     name = "policy"
 
     def __init__(self, net: PolicyNet, schema: FeatureSchema = SCHEMA, info: dict | None = None,
-                 sequential: bool = False):
+                 sequential: bool = True):
         self.net, self.schema, self.info, self.sequential = net.eval(), schema, info or {}, sequential
 
     @property
@@ -174,9 +176,9 @@ _POLICY_KEYS = ("format", "format_version", "metaal_version", "feature_schema", 
 
 
 def load_policy(path: str | os.PathLike, device: str | torch.device = "auto",
-                sequential: bool = False) -> PolicyStrategy:
+                sequential: bool = True) -> PolicyStrategy:
     """Load a frozen policy as a query strategy (`sequential`: picking a round's k one at a
-    time, see PolicyStrategy). Refuses, with a PolicyLoadError that says why, any file that is
+    time, the default; False: top-k, see PolicyStrategy). Refuses, with a PolicyLoadError that says why, any file that is
     not a complete, finite policy checkpoint of this metaal."""
     path = Path(path)
     if not path.is_file():

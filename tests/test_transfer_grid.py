@@ -71,15 +71,29 @@ def test_regime_tasks(data_root, target, regime, expected):
     assert task.imbalance == (10.0 if regime.startswith("imbalanced") else 1.0)
 
 
-def test_sequential_policy_variant_is_a_setting_of_its_own(tmp_path, data_root, capsys):
+def test_topk_policy_variant_is_a_setting_of_its_own(tmp_path, data_root, capsys):
     grid = load_benchmark("transfer_grid")
     args = ["--data-root", str(data_root), "--targets", "heart", "--regimes", "balanced-k5", "--seeds", "3",
             "--reference-candidates", "0", "--baselines", "margin,random", "--out", str(tmp_path)]
-    assert grid.main([*args, "--sequential-policy"]) == 0
+    assert grid.main([*args, "--topk-policy"]) == 0
     table = json.loads((tmp_path / "table.json").read_text())
-    assert {c["strategy"] for c in table["cells"]} == {"policy", "policy_sequential", "margin", "random"}
-    assert "policy_sequential vs margin" in (tmp_path / "table.md").read_text()
-    assert grid.main(args) == 2 and "other settings (sequential_policy)" in capsys.readouterr().err
+    assert {c["strategy"] for c in table["cells"]} == {"policy", "policy_topk", "margin", "random"}
+    assert "policy_topk vs margin" in (tmp_path / "table.md").read_text()
+    assert grid.main(args) == 2 and "other settings (topk_policy)" in capsys.readouterr().err
+
+
+def test_cells_of_the_topk_policy_era_are_refused(tmp_path, data_root, capsys):
+    """A cell written before sequential selection became the default ran 'policy' top-k: it
+    records no policy_selection, and must not pass for a cell of today's 'policy'."""
+    grid = load_benchmark("transfer_grid")
+    args = ["--data-root", str(data_root), "--targets", "heart", "--regimes", "balanced-k5", "--seeds", "3",
+            "--reference-candidates", "0", "--baselines", "margin,random", "--out", str(tmp_path)]
+    assert grid.main(args) == 0
+    path = tmp_path / "cells" / "heart__balanced-k5.json"
+    cell = json.loads(path.read_text())
+    del cell["settings"]["policy_selection"]
+    path.write_text(json.dumps(cell))
+    assert grid.main(args) == 2 and "other settings (policy_selection)" in capsys.readouterr().err
 
 
 def test_the_committed_grid_table_is_what_its_cells_say(tmp_path, data_root):
@@ -88,7 +102,7 @@ def test_the_committed_grid_table_is_what_its_cells_say(tmp_path, data_root):
     committed = load_benchmark("transfer_grid").HERE / "results" / "transfer_table"
     table = json.loads((committed / "table.json").read_text())
     assert all(CELL_FIELDS <= set(c) and c["seeds"] == 50 for c in table["cells"])
-    assert table["settings"]["seeds"] == list(range(20000, 20050))
+    assert table["settings"]["seeds"] == list(range(30000, 30050))
     assert set(table["ranks"]) == {"balanced-k5", "imbalanced-k5", "balanced-k50", "imbalanced-k50"}
     shutil.copytree(committed / "cells", tmp_path / "cells")
     grid = load_benchmark("transfer_grid")

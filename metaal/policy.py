@@ -172,14 +172,18 @@ def read_checkpoint(path: str | os.PathLike, what: str, map_location="cpu", erro
     return payload
 
 
+# How a policy picks a round's k: "sequential" (the default, one at a time, each pick counted as
+# labeled before the next is scored) or "top-k" (the k highest scores at once).
+SELECTIONS = ("sequential", "top-k")
+
 _POLICY_KEYS = ("format", "format_version", "metaal_version", "feature_schema", "hparams", "state_dict")
 
 
 def load_policy(path: str | os.PathLike, device: str | torch.device = "auto",
                 sequential: bool = True) -> PolicyStrategy:
     """Load a frozen policy as a query strategy (`sequential`: picking a round's k one at a
-    time, the default; False: top-k, see PolicyStrategy). Refuses, with a PolicyLoadError that says why, any file that is
-    not a complete, finite policy checkpoint of this metaal."""
+    time, the default; False: top-k, see PolicyStrategy). Refuses, with a PolicyLoadError
+    that says why, any file that is not a complete, finite policy checkpoint of this metaal."""
     path = Path(path)
     if not path.is_file():
         raise PolicyLoadError(f"no policy checkpoint at {path}")

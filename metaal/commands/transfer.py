@@ -3,7 +3,7 @@
     metaal transfer --policy runs/meta_train/default/policy.pt --dataset fashion_mnist \
         --out runs/transfer/fashion_mnist [--strategies policy,margin,entropy,random] [--seeds 20] \
         [--seed-offset 0] [--rounds 20] [--k 5] [--pool-per-class 100] [--eval-per-class 200] [--n-ways N] \
-        [--imbalance R] \
+        [--imbalance R] [--policy-selection sequential|top-k] \
         [--learner NAME | '{name: NAME, option: value}'] [--plugins MODULE[,MODULE]] \
         [--data-root DIR] [--device auto|cpu|cuda] [--wandb-mode MODE] [--overwrite]
     metaal transfer --preset fashion_mnist --policy ... --out ...   # a transfer-table row
@@ -14,8 +14,9 @@ folder. Episodes use all its classes (or n-way subsets), balanced; seed s fixes 
 every strategy (paired comparison). The learner defaults to the one the policy was trained
 with (recorded in its checkpoint; the logistic head without a policy). `--preset NAME` takes
 the task of that row of the transfer table (benchmarks/transfer_table.py: dataset, classes,
-episode shape, rounds, k) and its seeds, so it reproduces the row's numbers; any flag given
-as well overrides the preset's value. When the dataset is too small for the pool or
+episode shape, rounds, k) and its seeds, so it reproduces the row's numbers (that table's
+attempts ran the policy top-k: add --policy-selection top-k); any flag given as well
+overrides the preset's value. When the dataset is too small for the pool or
 evaluation set asked for, or the budget labels more than half the pool, it says so on
 stderr and in summary.json ("warnings").
 Writes to --out (refused if it already holds anything, unless --overwrite):
@@ -44,7 +45,7 @@ from metaal.evaluate import TABLE_SEED_OFFSET, TARGETS, compare_strategies, writ
 from metaal.learners import learner_spec
 from metaal.metrics import summarize, summary_markdown
 from metaal.outputs import check_output_dir
-from metaal.policy import load_policy
+from metaal.policy import SELECTIONS, load_policy
 from metaal.registry import PLUGINS_HELP, load_plugins_from_argv
 from metaal.strategies import STRATEGIES, make_strategy
 from metaal.tracking import Tracker, add_wandb_flags, wandb_options
@@ -56,6 +57,9 @@ DEFAULTS = dict(n_ways=None, pool_per_class=100, eval_per_class=200, rounds=20, 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--policy", help="policy checkpoint (needed when the strategies include 'policy')")
+    p.add_argument("--policy-selection", choices=SELECTIONS, default="sequential",
+                   help="how the policy picks a round's k: one at a time, each pick counted as labeled "
+                        "(sequential, the default), or its k highest scores at once (top-k)")
     p.add_argument("--dataset", help="dataset name, .npz file or image folder (or give --preset)")
     p.add_argument("--preset", choices=list(TARGETS), help="a transfer-table row: its task and its seeds")
     p.add_argument("--out", required=True, help="output folder")
@@ -117,7 +121,7 @@ def _strategies(args, device) -> dict:
         if name == "policy":
             if not args.policy:
                 raise InputError("the strategies include 'policy': pass --policy PATH")
-            strategies["policy"] = load_policy(args.policy, device)
+            strategies["policy"] = load_policy(args.policy, device, sequential=args.policy_selection == "sequential")
         else:
             strategies[name] = make_strategy(name)
     return strategies

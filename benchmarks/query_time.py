@@ -9,7 +9,9 @@ Timed, best of --repeats interleaved rounds, to pick k=10:
   - entropy_plain: the model over the pool in batches, entropy, top-k (what entropy sampling
     costs anywhere);
   - entropy_select: metaal.select with entropy (the whole feature pipeline computed too);
-  - policy_select: metaal.select with the default meta-trained policy (features + network);
+  - policy_select: metaal.select with the default meta-trained policy (features + network),
+    with its default sequential selection (kept candidates, then k picks one at a time);
+  - policy_topk_select: the same policy labeling its k highest scores at once;
   - policy_ref128_select: the same with reference_size=128 (pool-wide features estimated on
     128 reference samples instead of 512), and how many of its k picks the default makes too.
 The ratio policy_select / entropy_plain is the cost of the policy, features included.
@@ -117,6 +119,7 @@ def main():
         opt.step()
     model = model.to(device).eval()
     policy = metaal.load_policy(args.policy, device)
+    policy_topk = metaal.load_policy(args.policy, device, sequential=False)
 
     def select(strategy, reference_size=None):
         return metaal.select(strategy, model, pool, 10, x, y, 10, batch_size=args.batch_size, device=device,
@@ -126,11 +129,13 @@ def main():
         "entropy_plain_s": lambda: entropy_plain(model, pool, 10, args.batch_size, device),
         "entropy_select_s": lambda: select(make_strategy("entropy")),
         "policy_select_s": lambda: select(policy),
+        "policy_topk_select_s": lambda: select(policy_topk),
         "policy_ref128_select_s": lambda: select(policy, 128),
     }, args.repeats)
     same = torch.equal(entropy_plain(model, pool, 10, args.batch_size, device), select(make_strategy("entropy")))
     results = {k: round(v, 4) for k, v in timings.items()}
     results["policy_vs_entropy_plain"] = round(timings["policy_select_s"] / timings["entropy_plain_s"], 2)
+    results["policy_topk_vs_entropy_plain"] = round(timings["policy_topk_select_s"] / timings["entropy_plain_s"], 2)
     results["policy_vs_entropy_select"] = round(timings["policy_select_s"] / timings["entropy_select_s"], 2)
     results["policy_ref128_vs_entropy_plain"] = round(timings["policy_ref128_select_s"] / timings["entropy_plain_s"], 2)
     results["entropy_select_matches_plain"] = bool(same)

@@ -39,10 +39,10 @@ def make_context(batch, seed=0, n_labeled_from_pool=10):
 
 def build(name: str) -> Strategy:
     """The strategy under test: a registered one (lookahead references scoring every available
-    sample), or "policy", a frozen policy network."""
-    if name in ("policy", "policy_sequential"):
+    sample), or a frozen policy network: "policy" (sequential, the default) or "policy_topk"."""
+    if name in ("policy", "policy_topk"):
         torch.manual_seed(0)
-        return PolicyStrategy(PolicyNet(hidden=16), sequential=name == "policy_sequential")
+        return PolicyStrategy(PolicyNet(hidden=16), sequential=name == "policy")
     return make_strategy(name, n_candidates=None) if STRATEGIES.get(name).needs_simulation else make_strategy(name)
 
 
@@ -61,7 +61,7 @@ def one_class_batch(batch):
                           "pool_index": batch.pool_index[rows, idx]})
 
 
-@pytest.mark.parametrize("name", [*STRATEGIES, "policy", "policy_sequential"])
+@pytest.mark.parametrize("name", [*STRATEGIES, "policy", "policy_topk"])
 class TestEveryStrategy:
     def test_selects_k_distinct_available_indices(self, name, batch):
         ctx = make_context(batch)

@@ -117,3 +117,22 @@ def test_preset_reproduces_the_transfer_table_row(tmp_path, data_root):
     assert summary["config"]["seed_offset"] == 10_000 and summary["config"]["spec"] == row["target"]["spec"]
     for name in ("policy", "margin"):
         assert summary["strategies"][name]["aulc_per_seed"] == row["strategies"][name]["aulc_per_seed"]
+
+
+def test_topk_selection_reproduces_the_committed_dev_table_and_sequential_differs(tmp_path, data_root):
+    """The dev-seed table ran the policy top-k: --policy-selection top-k gives its per-seed AULCs
+    exactly; the default, sequential selection, picks differently on the same episodes."""
+    committed = json.loads((REPO / "benchmarks" / "results" / "transfer_table_dev" / "table.json").read_text())
+    row = committed["targets"]["omniglot_sanskrit_tagalog"]["strategies"]["policy"]["aulc_per_seed"]
+    per_seed = {}
+    for selection in ("top-k", "sequential"):
+        out = tmp_path / selection
+        result = transfer(tmp_path, "--preset", "omniglot_sanskrit_tagalog", "--policy", str(POLICY), "--data-root",
+                          str(data_root), "--out", str(out), "--strategies", "policy", "--policy-selection", selection,
+                          "--no-progress", "--device", "cpu")
+        assert result.returncode == 0, result.stderr
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["config"]["policy_selection"] == selection
+        per_seed[selection] = summary["strategies"]["policy"]["aulc_per_seed"]
+    assert per_seed["top-k"] == row
+    assert per_seed["sequential"] != row

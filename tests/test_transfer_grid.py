@@ -106,7 +106,8 @@ def test_the_committed_grid_table_is_what_its_cells_say(tmp_path, data_root):
     assert set(table["ranks"]) == {"balanced-k5", "imbalanced-k5", "balanced-k50", "imbalanced-k50"}
     shutil.copytree(committed / "cells", tmp_path / "cells")
     grid = load_benchmark("transfer_grid")
-    assert grid.main(["--data-root", str(data_root), "--table-only", "--out", str(tmp_path)]) == 0
+    assert table["command"].endswith("--topk-policy")  # the grid's settings, which --table-only must repeat
+    assert grid.main(["--data-root", str(data_root), "--table-only", "--topk-policy", "--out", str(tmp_path)]) == 0
     rebuilt = json.loads((tmp_path / "table.json").read_text())
     # Equal up to float rounding (the lowest numpy/scipy differ at 1e-9).
     assert close(rebuilt["cells"], table["cells"])

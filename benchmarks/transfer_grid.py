@@ -10,15 +10,13 @@ from pathlib import Path
 from metaal.commands import grid
 
 HERE = Path(__file__).resolve().parent
-DEFAULTS = {"--policy": "benchmarks/results/meta_train_default/policy.pt", "--out": "benchmarks/results/transfer_table"}
+DEFAULTS = {"--policy": str(HERE / "results" / "meta_train_default" / "policy.pt"),
+            "--out": str(HERE / "results" / "transfer_table")}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    given = {arg.split("=")[0] for arg in argv}
-    defaults = [part for flag, path in DEFAULTS.items() if flag not in given
-                for part in (flag, str(HERE.parent / path))]
-    return grid.main(argv, command="python benchmarks/transfer_grid.py", defaults=tuple(defaults))
+    return grid.main(argv, command="python benchmarks/transfer_grid.py", defaults=grid.with_defaults(argv, DEFAULTS))
 
 
 if __name__ == "__main__":

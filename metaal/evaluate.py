@@ -35,6 +35,14 @@ TARGETS: dict[str, TaskSpec] = {
 }
 
 
+# Targets of the deep table (issue 15, benchmarks/deep_table.py): the image targets, and the
+# held-out Omniglot alphabets with all their characters (59 classes of 15 pool images), a pool
+# large enough for 10 rounds of k=20, which the 5-way transfer-table target is not.
+DEEP_TARGETS: dict[str, TaskSpec] = {
+    **{name: TARGETS[name] for name in ("fashion_mnist", "kmnist", "mnist_digits_5-9")},
+    "omniglot_sanskrit_tagalog_all": TARGETS["omniglot_sanskrit_tagalog"].replace(n_ways=None, pool_per_class=15),
+}
+
 # Seed ranges. Development: the transfer table's seeds, looked at while choosing between
 # attempts. Report: never used for training, validation or any choice; only for the final table.
 # A report range that a choice has looked at is spent: 20000 was, when sequential selection

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
 from metaal.errors import InputError
@@ -433,6 +434,16 @@ def learner_spec(spec: str | dict) -> dict:
                          f"{', '.join(parameters) or 'none'}{hint}")
     defaults = {k: p.default for k, p in parameters.items() if p.default is not inspect.Parameter.empty}
     return {"name": spec["name"], **defaults, **{k: v for k, v in spec.items() if k != "name"}}
+
+
+def parse_learner(text: str) -> dict:
+    """A learner given on the command line, a name or a YAML mapping {name: NAME, option: value},
+    as its full spec."""
+    try:
+        given = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise InputError(f"learner {text!r} is neither a name nor a YAML mapping ({e})") from None
+    return learner_spec(given)
 
 
 def make_learner(spec: str | dict = "logreg", **options) -> Learner:

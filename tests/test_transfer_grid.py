@@ -124,3 +124,34 @@ def close(a, b) -> bool:
     if isinstance(a, float) and isinstance(b, (int, float)):
         return b == pytest.approx(a, rel=1e-6, abs=1e-9)
     return a == b
+
+
+def test_extra_policies_and_the_learner_are_settings_of_the_cells(tmp_path, data_root, capsys):
+    """--extra-policy runs another checkpoint beside the policy (the same file: the same AULCs);
+    --learner replaces the policy's learner in every cell; both are settings a rerun must match."""
+    grid = load_benchmark("transfer_grid")
+    policy = grid.DEFAULTS["--policy"]
+    args = ["--data-root", str(data_root), "--targets", "heart", "--regimes", "balanced-k5", "--seeds", "3",
+            "--reference-candidates", "0", "--baselines", "margin,random", "--out", str(tmp_path),
+            "--learner", "{name: logreg, l2: 0.01}"]
+    assert grid.main([*args, "--extra-policy", f"policy_again={policy}"]) == 0
+    cell = json.loads((tmp_path / "cells" / "heart__balanced-k5.json").read_text())
+    assert cell["task"]["learner"]["l2"] == 0.01
+    assert cell["aulc"]["policy_again"] == cell["aulc"]["policy"]
+    assert "policy_again vs margin" in (tmp_path / "table.md").read_text()
+    assert grid.main(args) == 2 and "other settings (extra_policies)" in capsys.readouterr().err
+    assert grid.main([*args, "--extra-policy", f"again={policy}"]) == 2
+    assert "give policy_NAME=PATH" in capsys.readouterr().err
+
+
+def test_deep_table_runs_the_cnn_learner_on_the_whole_omniglot_alphabets(tmp_path, data_root):
+    """benchmarks/deep_table.py, shrunk to CPU size: the SmallCNN (one Adam step) in every
+    strategy, BALD on its MC-dropout members, on all 59 held-out Omniglot characters (k=20)."""
+    deep = load_benchmark("deep_table")
+    assert deep.main(["--data-root", str(data_root), "--targets", "omniglot_sanskrit_tagalog_all", "--regimes",
+                      "balanced-k50", "--seeds", "2", "--learner", "{name: cnn, steps: 1, mc_passes: 2}",
+                      "--baselines", "margin,bald", "--out", str(tmp_path)]) == 0
+    cell = json.loads((tmp_path / "cells" / "omniglot_sanskrit_tagalog_all__balanced-k50.json").read_text())
+    assert cell["task"]["learner"]["name"] == "cnn" and cell["task"]["k"] == 20
+    assert cell["spec"]["n_ways"] == 59 and sum(cell["spec"]["pool_counts"]) == 826
+    assert set(cell["aulc"]) == {"policy", "margin", "bald"} and all(len(v) == 2 for v in cell["aulc"].values())

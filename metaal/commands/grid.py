@@ -1,14 +1,18 @@
 """The benchmark grid: every target of the transfer table in every regime, 50 fresh seeds.
 
     metaal grid --policy POLICY.pt --out DIR --data-root ../shared/data [--jobs 2] [--targets a,b] \
-        [--regimes balanced-k5,...] [--seeds 50] [--seed-offset 30000] [--reference-candidates 16] [--topk-policy]
+        [--regimes balanced-k5,...] [--seeds 50] [--seed-offset 30000] [--reference-candidates 16] [--topk-policy] \
+        [--learner NAME | '{name: NAME, option: value}'] [--extra-policy policy_NAME=PATH ...]
     python benchmarks/transfer_grid.py ...   # the same, with the shipped policy and
                                              # benchmarks/results/transfer_table/ as defaults
+    python benchmarks/deep_table.py ...      # the CNN learner, large batches (issue 15)
 
 Regimes (metaal.evaluate.REGIMES): balanced-k5 (the transfer table's tasks), imbalanced-k5
 (the pool a long tail, commonest / rarest class = 10; evaluation balanced), balanced-k50 and
 imbalanced-k50 (a pool of 2000 labeled 50 at a time; k=20 on the largest pool a smaller
-target holds). A target that cannot hold a regime is listed under `skipped`.
+target holds). A target that cannot hold a regime is listed under `skipped`. `--learner`
+runs every cell with another learner than the policy's own (e.g. `cnn`); `--extra-policy`
+runs more checkpoints beside the policy, on the same episodes.
 
 In each (target, regime) cell the policy (with its default sequential selection; also top-k
 as policy_topk with --topk-policy) and every simulation-free baseline run on the same
@@ -51,8 +55,8 @@ from metaal import __version__
 from metaal.data import load_dataset
 from metaal.device import resolve_device
 from metaal.errors import InputError, OutputExistsError, exits_cleanly
-from metaal.evaluate import REGIMES, REPORT_SEED_OFFSET, TARGETS, compare_strategies, regime_task
-from metaal.learners import learner_spec
+from metaal.evaluate import DEEP_TARGETS, REGIMES, REPORT_SEED_OFFSET, TARGETS, compare_strategies, regime_task
+from metaal.learners import learner_spec, parse_learner
 from metaal.metrics import aulc, paired_comparison
 from metaal.policy import PolicyStrategy, load_policy
 from metaal.ranking import average_ranks, critical_difference, friedman_p_value, holm, paired_p_value, plot_cd_diagram
@@ -63,15 +67,23 @@ from metaal.tracking import Tracker, add_wandb_flags, wandb_options
 REFERENCES = ("oracle", "pool_oracle", "expected_gain")
 # Settings added after cells were written: a cell without the key was written with this value.
 # (Cells from before policy_selection was recorded ran the policy top-k.)
-SETTING_DEFAULTS = {"policy_selection": "top-k", "topk_policy": False}
-IGNORED_SETTINGS = ("policy",)  # the policy's path, recorded by earlier versions: its sha256 is what counts
+SETTING_DEFAULTS = {"policy_selection": "top-k", "topk_policy": False, "learner": None, "extra_policies": {}}
+# Policy paths (recorded by earlier versions, or where the extra policies are read): the files'
+# sha256 is what counts.
+IGNORED_SETTINGS = ("policy", "extra_policy_paths")
+ALL_TARGETS = {**TARGETS, **DEEP_TARGETS}
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", default=None, help="dataset folder (default: $METAAL_DATA_ROOT)")
     p.add_argument("--policy", required=True, help="the policy checkpoint to benchmark")
-    p.add_argument("--targets", default=",".join(TARGETS), help="comma-separated transfer-table targets")
+    p.add_argument("--targets", default=",".join(TARGETS), help="comma-separated transfer-table targets (or "
+                   f"deep-table ones: {', '.join(n for n in DEEP_TARGETS if n not in TARGETS)})")
+    p.add_argument("--learner", help="the learner every cell runs, a name or a YAML mapping {name: NAME, option: "
+                                     "value} (default: the one the policy was trained with)")
+    p.add_argument("--extra-policy", action="append", default=[], metavar="policy_NAME=PATH",
+                   help="another policy checkpoint to run beside the policy, as strategy policy_NAME (repeatable)")
     p.add_argument("--regimes", default=",".join(REGIMES), help=f"comma-separated, from {', '.join(REGIMES)}")
     p.add_argument("--baselines", default=None, help="comma-separated (default: every simulation-free strategy)")
     p.add_argument("--seeds", type=int, default=50)
@@ -93,7 +105,7 @@ def parse_args(argv):
     p.add_argument("--plugins", help=PLUGINS_HELP)
     add_wandb_flags(p, mode="disabled")  # on: one W&B run per cell (e.g. under a sweep agent)
     args = p.parse_args(argv)
-    for name, known in (("targets", TARGETS), ("regimes", REGIMES), ("reference_regimes", REGIMES)):
+    for name, known in (("targets", ALL_TARGETS), ("regimes", REGIMES), ("reference_regimes", REGIMES)):
         unknown = [x for x in getattr(args, name).split(",") if x not in known]
         if unknown:
             p.error(f"unknown {name} {unknown}; known: {', '.join(known)}")
@@ -105,12 +117,32 @@ def parse_args(argv):
 def settings(args) -> dict:
     """What a cell's numbers depend on: a finished cell is reused only under the same settings."""
     baselines = args.baselines.split(",") if args.baselines else simulation_free()
-    if not Path(args.policy).is_file():
-        raise InputError(f"--policy {args.policy}: no such file")
-    return {"policy_sha256": hashlib.sha256(Path(args.policy).read_bytes()).hexdigest(),
+    paths = extra_policy_paths(args.extra_policy)
+    for path in [args.policy, *paths.values()]:
+        if not Path(path).is_file():
+            raise InputError(f"policy checkpoint {path}: no such file")
+    return {"policy_sha256": sha256(args.policy),
+            "learner": parse_learner(args.learner) if args.learner else None,
+            "extra_policies": {name: sha256(path) for name, path in paths.items()}, "extra_policy_paths": paths,
             "baselines": baselines, "seeds": list(range(args.seed_offset, args.seed_offset + args.seeds)),
             "reference_candidates": args.reference_candidates, "reference_regimes": args.reference_regimes.split(","),
             "plugins": args.plugins or "", "policy_selection": "sequential", "topk_policy": args.topk_policy}
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def extra_policy_paths(given: list[str]) -> dict[str, str]:
+    """--extra-policy policy_NAME=PATH arguments as {strategy name: path}."""
+    paths = {}
+    for item in given:
+        name, _, path = item.partition("=")
+        if not (name.startswith("policy_") and name[7:].isidentifier() and path) or name in ("policy_topk", *paths):
+            raise InputError(f"--extra-policy {item!r}: give policy_NAME=PATH, NAME a word other than topk, "
+                             "each name once")
+        paths[name] = path
+    return paths
 
 
 def run_cell(target: str, regime: str, setup: dict, policy: str, data_root, device: str, threads: int,
@@ -135,7 +167,8 @@ def measure_cell(target: str, regime: str, setup: dict, policy_path: str, data_r
     """One (target, regime) cell: per-seed AULCs of every strategy, or why it is skipped."""
     load_plugins(setup["plugins"])
     policy = load_policy(policy_path, device=device)
-    base = TARGETS[target].replace(learner=learner_spec(policy.info.get("learner") or "logreg"))
+    learner = setup.get("learner") or learner_spec(policy.info.get("learner") or "logreg")
+    base = ALL_TARGETS[target].replace(learner=learner)
     task, reason = regime_task(base, regime, load_dataset(base.dataset, data_root))
     cell = {"target": target, "regime": regime, "settings": setup, "metaal": __version__}
     if task is None:
@@ -143,6 +176,7 @@ def measure_cell(target: str, regime: str, setup: dict, policy_path: str, data_r
     strategies = {"policy": policy, **{name: make_strategy(name) for name in setup["baselines"]}}
     if setup["topk_policy"]:
         strategies["policy_topk"] = PolicyStrategy(policy.net, policy.schema, policy.info, sequential=False)
+    strategies |= {name: load_policy(path, device=device) for name, path in setup["extra_policy_paths"].items()}
     if setup["reference_candidates"] and regime in setup["reference_regimes"]:
         candidates = max(setup["reference_candidates"], 2 * task.k)  # a choice among at least 2k
         strategies |= {name: make_strategy(name, n_candidates=candidates) for name in REFERENCES}
@@ -340,6 +374,12 @@ def finished_cells(args) -> list[dict]:
     done = [cell_path(out, t, r) for t, r in todo if finished(cell_path(out, t, r), setup)]
     print(f"table from the {len(done)} of {len(todo)} cells finished in {out}", flush=True)
     return [json.loads(path.read_text()) for path in done]
+
+
+def with_defaults(argv: list[str], defaults: dict[str, str]) -> tuple[str, ...]:
+    """The flags of `defaults` ({flag: value}) that `argv` does not give, for a wrapper's main."""
+    given = {arg.split("=")[0] for arg in argv}
+    return tuple(part for flag, value in defaults.items() if flag not in given for part in (flag, value))
 
 
 @exits_cleanly

@@ -35,14 +35,13 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
 from metaal import __version__
 from metaal.data import DATASETS, TaskSpec
 from metaal.device import resolve_device
 from metaal.errors import InputError, exits_cleanly
 from metaal.evaluate import TABLE_SEED_OFFSET, TARGETS, compare_strategies, write_comparison
-from metaal.learners import learner_spec
+from metaal.learners import learner_spec, parse_learner
 from metaal.metrics import summarize, summary_markdown
 from metaal.outputs import check_output_dir
 from metaal.policy import SELECTIONS, load_policy
@@ -101,11 +100,7 @@ def _learner(args, policy) -> dict:
     """--learner as a full spec; else the policy's recorded learner; else the logistic head."""
     if args.learner is None:
         return learner_spec(policy.info.get("learner") or "logreg") if policy is not None else learner_spec("logreg")
-    try:
-        given = yaml.safe_load(args.learner)
-    except yaml.YAMLError as e:
-        raise InputError(f"--learner {args.learner!r} is neither a name nor a YAML mapping ({e})") from None
-    return learner_spec(given)
+    return parse_learner(args.learner)
 
 
 def _task(args, policy) -> TaskSpec:

@@ -1,0 +1,42 @@
+"""The deep transfer table (issue 15): the CNN learner retrained each round, large batches.
+
+    python benchmarks/deep_table.py --data-root ../shared/data --device cuda --jobs 1 \
+        [--extra-policy policy_cnn=PATH]   # a policy meta-trained with --learner.name cnn
+        [any `metaal grid` option]
+
+`metaal grid` (metaal/commands/grid.py) with these defaults: the shipped policy; the SmallCNN
+learner (150 Adam steps from scratch each round, 8 MC-dropout passes, which BALD reads) for
+every strategy; the targets Fashion-MNIST, KMNIST, MNIST digits 5-9 and all 59 characters of
+the held-out Omniglot alphabets; the regimes balanced-k50 and imbalanced-k50 (a pool of 2000,
+10 rounds of k=50; Omniglot holds 826 samples, so k=20, and no imbalanced pool of 400);
+margin, entropy, BALD, BADGE, Cluster-Margin and random; 20 report seeds; no lookahead
+references; output benchmarks/results/deep_table/. Each cell is resumable as in the grid.
+On the 2-core CPU one episode of one strategy takes about 100 s
+(benchmarks/deep_episode_cost.py), so this table is a job for a GPU.
+"""
+
+import sys
+from pathlib import Path
+
+from metaal.commands import grid
+
+HERE = Path(__file__).resolve().parent
+DEFAULTS = {
+    "--policy": str(HERE / "results" / "meta_train_default" / "policy.pt"),
+    "--out": str(HERE / "results" / "deep_table"),
+    "--targets": "fashion_mnist,kmnist,mnist_digits_5-9,omniglot_sanskrit_tagalog_all",
+    "--regimes": "balanced-k50,imbalanced-k50",
+    "--learner": "cnn",
+    "--baselines": "margin,entropy,bald,badge,cluster_margin,random",
+    "--reference-candidates": "0",
+    "--seeds": "20",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return grid.main(argv, command="python benchmarks/deep_table.py", defaults=grid.with_defaults(argv, DEFAULTS))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

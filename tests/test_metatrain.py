@@ -255,6 +255,25 @@ def test_small_cnn_by_name_runs_both_trainers(tmp_path, data_root, trainer):
                                       "mc_passes": 2}
 
 
+def test_validation_picks_as_validation_policy_selection_says(tmp_path, data_root, monkeypatch):
+    """Validation (which chooses the kept policy) scores it top-k by default, sequentially when
+    asked: the selection a loaded policy uses."""
+    from metaal.trainers import runner
+    seen = []
+
+    class Recording(runner.PolicyStrategy):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.sequential)
+
+    monkeypatch.setattr(runner, "PolicyStrategy", Recording)
+    for overrides in ([], ["--validation.policy_selection", "sequential"]):
+        cfg = load_config(MetaTrainConfig, SMOKE, [*overrides, "--validation.seeds", "2", "--wandb.mode", "disabled"])
+        metrics, _ = MetaTrainer(cfg, tmp_path / str(len(overrides)), data_root=data_root).validate()
+        assert metrics["val/aulc_policy"] > 0
+    assert seen == [False, True]
+
+
 def test_synthetic_source_with_its_own_episode_shape(tmp_path, data_root):
     """A mix of a real source and binary synthetic tasks with their own rounds and k."""
     cfg = load_config(MetaTrainConfig, SMOKE, [

@@ -133,6 +133,9 @@ class ValidationConfig:
     every: int = _help("validate every this many steps (and at the end)", default=25)
     seeds: int = _help("validation episodes (paired seeds)", default=20)
     baselines: list[str] = _help("strategies to compare against", default_factory=lambda: ["margin", "random"])
+    policy_selection: Literal["top-k", "sequential"] = _help(
+        "how the validated policy picks a round's k: top-k, as its training rollouts do, or sequential, as a "
+        "loaded policy does by default", default="top-k")
 
     def validate(self):
         if self.every < 1:

@@ -133,8 +133,7 @@ class MetaTrainer:
         if self._baseline_curves is None:
             self._baseline_curves = {name: curve(make_strategy(name)).accuracy.numpy()
                                      for name in cfg.validation.baselines}
-        # Top-k, as the rollouts the net is trained on pick; deployment's default is sequential.
-        result = curve(PolicyStrategy(self.net, sequential=False))
+        result = curve(PolicyStrategy(self.net, sequential=cfg.validation.policy_selection == "sequential"))
         curves = Curves(accuracy={"policy": result.accuracy.numpy(), **self._baseline_curves},
                         n_labeled=result.n_labeled.numpy(), seeds=seeds)
         scores = {name: aulc(acc, curves.n_labeled) for name, acc in curves.accuracy.items()}

@@ -8,9 +8,12 @@ labeled MNIST images.
 Timed, best of --repeats interleaved rounds, to pick k=10:
   - entropy_plain: the model over the pool in batches, entropy, top-k (what entropy sampling
     costs anywhere);
-  - entropy_select: metaal.select with entropy (the whole feature pipeline computed too);
+  - entropy_select: metaal.select with entropy (streaming, the reference pass, exclusion);
   - policy_select: metaal.select with the default meta-trained policy (features + network),
-    with its default sequential selection (kept candidates, then k picks one at a time);
+    with its default sequential selection (kept candidates, then k picks one at a time) and
+    its default shortlist (features only for the 4096 samples of smallest margin);
+  - policy_exact_select: the same with shortlist=None (features for every pool sample), and
+    how many of its k picks the default makes too;
   - policy_topk_select: the same policy labeling its k highest scores at once;
   - policy_ref128_select: the same with reference_size=128 (pool-wide features estimated on
     128 reference samples instead of 512), and how many of its k picks the default makes too.
@@ -31,6 +34,7 @@ import torch
 
 import metaal
 from metaal.data import load_dataset
+from metaal.deploy import SHORTLIST
 from metaal.device import resolve_device
 from metaal.errors import exits_cleanly
 from metaal.features import entropy
@@ -121,24 +125,27 @@ def main():
     policy = metaal.load_policy(args.policy, device)
     policy_topk = metaal.load_policy(args.policy, device, sequential=False)
 
-    def select(strategy, reference_size=None):
+    def select(strategy, reference_size=None, shortlist=SHORTLIST):
         return metaal.select(strategy, model, pool, 10, x, y, 10, batch_size=args.batch_size, device=device,
-                             reference_size=reference_size)
+                             reference_size=reference_size, shortlist=shortlist)
 
     timings = best_of({
         "entropy_plain_s": lambda: entropy_plain(model, pool, 10, args.batch_size, device),
         "entropy_select_s": lambda: select(make_strategy("entropy")),
         "policy_select_s": lambda: select(policy),
+        "policy_exact_select_s": lambda: select(policy, shortlist=None),
         "policy_topk_select_s": lambda: select(policy_topk),
         "policy_ref128_select_s": lambda: select(policy, 128),
     }, args.repeats)
     same = torch.equal(entropy_plain(model, pool, 10, args.batch_size, device), select(make_strategy("entropy")))
     results = {k: round(v, 4) for k, v in timings.items()}
     results["policy_vs_entropy_plain"] = round(timings["policy_select_s"] / timings["entropy_plain_s"], 2)
+    results["policy_exact_vs_entropy_plain"] = round(timings["policy_exact_select_s"] / timings["entropy_plain_s"], 2)
     results["policy_topk_vs_entropy_plain"] = round(timings["policy_topk_select_s"] / timings["entropy_plain_s"], 2)
     results["policy_vs_entropy_select"] = round(timings["policy_select_s"] / timings["entropy_select_s"], 2)
     results["policy_ref128_vs_entropy_plain"] = round(timings["policy_ref128_select_s"] / timings["entropy_plain_s"], 2)
     results["entropy_select_matches_plain"] = bool(same)
+    results["policy_picks_in_exact"] = len(set(select(policy).tolist()) & set(select(policy, shortlist=None).tolist()))
     results["policy_ref128_picks_in_default"] = len(set(select(policy).tolist()) & set(select(policy, 128).tolist()))
     report = {
         "benchmark": "query_time",

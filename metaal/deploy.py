@@ -19,6 +19,9 @@ at once. Pool-wide quantities (the medians the features are normalised by, local
 a policy's pooled context) come from a seeded random reference subset of at most
 `features.DENSITY_REFERENCE` pool samples, an approximation exact for smaller pools; they
 are computed only for a strategy that reads features (`Strategy.reads_features`: the policy).
+On a pool larger than `shortlist` (default `SHORTLIST`), such a strategy first streams the pool
+keeping the samples of smallest margin, then computes features and scores for them alone
+(`shortlist=None`: features for every sample, exact).
 `exclude` marks pool samples never to pick (those labeled already). Score-and-rank strategies
 keep the running top k; batch-diverse ones (coreset, badge, cluster_margin, typiclust,
 probcover) choose jointly among the best-scored `candidates` (default max(10 k, 1000)), kept
@@ -156,10 +159,12 @@ def _excluded(exclude, n: int) -> torch.Tensor:
 
 
 def _check_inputs(strategy: Strategy, pool, k: int, labeled_x, labeled_y, num_classes: int, excluded,
-                  reference_size: int | None) -> None:
+                  reference_size: int | None, shortlist: int | None) -> None:
     if reference_size is not None and not (isinstance(reference_size, int) and reference_size > DENSITY_NEIGHBOURS):
         raise InputError(f"reference_size must be an int above {DENSITY_NEIGHBOURS} (the neighbours local density "
                          f"averages over), got {reference_size!r}")
+    if shortlist is not None and not (isinstance(shortlist, int) and shortlist > 0):
+        raise InputError(f"shortlist must be a positive int (or None: features for every sample), got {shortlist!r}")
     if strategy.needs_simulation:
         raise InputError(f"strategy {strategy.name!r} refits the simulator's learner (and may read labels): it runs "
                          "only in simulation (run_active_learning), not on your pool")
@@ -179,62 +184,107 @@ def _check_inputs(strategy: Strategy, pool, k: int, labeled_x, labeled_y, num_cl
                          f"{_sample_shape(pool)}; give both in the shape the model takes")
 
 
+# A feature-reading strategy (the policy) on a pool larger than this computes features only for
+# this many samples of smallest margin, since features cost most of a query: the shipped
+# policy's picks lie within the first 600 by margin (benchmarks/shortlist_agreement.py, which
+# checks another policy with --policy; one that strays farther from margin needs shortlist=None).
+SHORTLIST = 4096
+
+
+def _margin_prescore(pred: Prediction) -> torch.Tensor:
+    """(m,) minus the margin between the top two probabilities: the cheap score a shortlist keeps."""
+    top2 = pred.probs[0].topk(2, dim=-1).values
+    return top2[:, 1] - top2[:, 0]
+
+
 @torch.inference_mode()
 def select(strategy: Strategy, model: nn.Module, pool, k: int, labeled_x: torch.Tensor, labeled_y: torch.Tensor,
            num_classes: int, *, exclude=None, budget_used: float = 0.0, batch_size: int = 4096, mc_passes: int = 0,
-           candidates: int | None = None, reference_size: int | None = None, device: str | torch.device = "auto",
-           seed: int = 0, return_scores: bool = False):
+           candidates: int | None = None, reference_size: int | None = None, shortlist: int | None = SHORTLIST,
+           device: str | torch.device = "auto", seed: int = 0, return_scores: bool = False):
     """The k pool indices to label next, best first (and their scores, with return_scores).
 
     `exclude`: pool samples never to pick (a bool mask or indices), e.g. those labeled already.
-    A strategy that selects jointly (coreset, badge, cluster_margin, typiclust, probcover)
-    chooses among the `candidates` best-scored samples of the streamed pool (default
-    max(10 k, 1000)); a score-and-rank one simply takes the top k.
+    A strategy that selects jointly (coreset, badge, cluster_margin, typiclust, probcover, the
+    sequential policy) chooses among the `candidates` best-scored samples of the streamed pool
+    (default max(10 k, 1000)); a score-and-rank one simply takes the top k.
     `reference_size`: the pool samples the pool-wide features are estimated on (default
-    features.DENSITY_REFERENCE = 512); fewer make a policy's features cheaper and noisier
-    (RESULTS.md, "Query time", measures 128)."""
+    features.DENSITY_REFERENCE = 512); fewer make a policy's features cheaper and noisier.
+    `shortlist`: a strategy that reads features (the policy) has them computed only for this
+    many pool samples of smallest margin (default SHORTLIST = 4096; None: every sample, exact).
+    RESULTS.md, "Query time", measures both approximations."""
     excluded = _excluded(exclude, _pool_size(pool))
-    _check_inputs(strategy, pool, k, labeled_x, labeled_y, num_classes, excluded, reference_size)
+    _check_inputs(strategy, pool, k, labeled_x, labeled_y, num_classes, excluded, reference_size, shortlist)
     n, device = len(excluded), resolve_device(device)
     model = model.to(device).eval()
     generator = torch.Generator().manual_seed(seed)
     labeled_y = labeled_y.to(device)[None]
     labeled = torch.cat([_forward(model, labeled_x[i:i + batch_size], device, 0, None).embedding
                          for i in range(0, len(labeled_x), batch_size)], 1)
-    # The reference subset: pool-wide normalisers, density neighbours and the policy's context.
-    ref_index = reference_subset(n, generator, reference_size)
-    reference = _forward(model, _rows(pool, ref_index), device, mc_passes, ref_index)
-    if reference.probs.shape[-1] != num_classes:
-        raise InputError(f"the model predicts {reference.probs.shape[-1]} classes, num_classes is {num_classes}")
-    stats = PoolStatistics.from_reference(reference.embedding, ref_index, labeled, size=n) \
-        if strategy.reads_features else None
+    stats = _pool_statistics(strategy, model, pool, n, labeled, labeled_y, num_classes, budget_used, device,
+                             mc_passes, generator, reference_size)
 
     def features(pred: Prediction, index: torch.Tensor) -> torch.Tensor | None:
-        """The batch's features; None for a strategy that never reads them (cheaper)."""
+        """The samples' features; None for a strategy that never reads them (cheaper)."""
         return None if stats is None else compute_features(pred, labeled, labeled_y, num_classes, budget_used,
                                                            stats, index=index)
 
-    if stats is not None:
-        stats.context_features = features(reference, stats.reference_index)
-    context_features = None if stats is None else stats.context_features
-    joint = strategy.selects_jointly
-    best = _Candidates(min(n - int(excluded.sum()), (candidates or max(10 * k, 1000)) if joint else k))
-    excluded = excluded.to(device)
-    for start, x in _batches(pool, batch_size):
-        index = torch.arange(start, start + len(x), device=device)
-        pred = _forward(model, x, device, mc_passes, index)
+    def scored(pred: Prediction, index: torch.Tensor, available: torch.Tensor):
         feats = features(pred, index)
-        ctx = QueryContext(pool=pred, features=feats, labeled_embedding=labeled, available=~excluded[index][None],
-                           generator=generator, context_features=context_features)
-        scores = strategy.score(ctx)[0].masked_fill(excluded[index], float("-inf"))
-        best.add(index, scores, pred, feats)
+        ctx = QueryContext(pool=pred, features=feats, labeled_embedding=labeled, available=available[None],
+                           generator=generator, context_features=None if stats is None else stats.context_features)
+        return strategy.score(ctx)[0].masked_fill(~available, float("-inf")), feats
+
+    left = n - int(excluded.sum())
+    keep = min(left, (candidates or max(10 * k, 1000)) if strategy.selects_jointly else k)
+    shortlist = None if stats is None or shortlist is None else max(shortlist, keep)
+    prescore = _margin_prescore if shortlist is not None and left > shortlist else None
+    best = _stream(model, pool, excluded.to(device), device, mc_passes, batch_size, scored, prescore,
+                   shortlist if prescore else keep)
     if best.index is None or len(best.index) < k:
         raise InputError(f"the pool yielded only {0 if best.index is None else len(best.index)} samples, "
                          f"fewer than k={k}")
+    if prescore is not None:  # the shortlist's features and scores, then its best `keep` as the candidates
+        scores, feats = scored(best.pred, best.index, torch.ones_like(best.scores, dtype=torch.bool))
+        best, shortlisted = _Candidates(keep), best
+        best.add(shortlisted.index, scores, shortlisted.pred, feats)
     refeature = None if stats is None else picks_labeled(best.pred, labeled, labeled_y, num_classes, budget_used,
                                                          stats, index=best.index)
     ctx = QueryContext(pool=best.pred, features=best.features, labeled_embedding=labeled,
                        available=torch.isfinite(best.scores)[None], generator=generator,
-                       context_features=context_features, refeature=refeature)
+                       context_features=None if stats is None else stats.context_features, refeature=refeature)
     picks = strategy.query(ctx, k).indices[0]
     return (best.index[picks].cpu(), best.scores[picks].cpu()) if return_scores else best.index[picks].cpu()
+
+
+def _pool_statistics(strategy: Strategy, model: nn.Module, pool, n: int, labeled: torch.Tensor,
+                     labeled_y: torch.Tensor, num_classes: int, budget_used: float, device: torch.device,
+                     mc_passes: int, generator: torch.Generator, reference_size: int | None) -> PoolStatistics | None:
+    """The pool-wide statistics from the seeded reference subset (the normalisers, density
+    neighbours and a policy's context features); None for a strategy that reads no features."""
+    ref_index = reference_subset(n, generator, reference_size)
+    reference = _forward(model, _rows(pool, ref_index), device, mc_passes, ref_index)
+    if reference.probs.shape[-1] != num_classes:
+        raise InputError(f"the model predicts {reference.probs.shape[-1]} classes, num_classes is {num_classes}")
+    if not strategy.reads_features:
+        return None
+    stats = PoolStatistics.from_reference(reference.embedding, ref_index, labeled, size=n)
+    stats.context_features = compute_features(reference, labeled, labeled_y, num_classes, budget_used, stats,
+                                              index=stats.reference_index)
+    return stats
+
+
+def _stream(model: nn.Module, pool, excluded: torch.Tensor, device: torch.device, mc_passes: int, batch_size: int,
+            scored, prescore, size: int) -> _Candidates:
+    """Stream the pool through the model, keeping the `size` best samples: by the strategy's
+    score (`scored`), or by `prescore` alone (a shortlist, whose features come after)."""
+    best = _Candidates(size)
+    for start, x in _batches(pool, batch_size):
+        index = torch.arange(start, start + len(x), device=device)
+        pred = _forward(model, x, device, mc_passes, index)
+        if prescore is None:
+            scores, feats = scored(pred, index, ~excluded[index])
+        else:
+            scores, feats = prescore(pred).masked_fill(excluded[index], float("-inf")), None
+        best.add(index, scores, pred, feats)
+    return best

@@ -9,6 +9,7 @@ episodes at once: (B, m, F) for B episodes with m pool samples.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -150,6 +151,15 @@ class PoolStatistics:
         if self.reference is None:
             return self.pool_density
         return density_from_knn(knn_distance(embedding, self.reference, index, self.reference_index), self.knn_scale)
+
+    def of_samples(self, embedding: torch.Tensor, index: torch.Tensor | None) -> PoolStatistics:
+        """These statistics for scoring the same samples `index` (embeddings (B, m, H)) again and
+        again, as a round's sequential picks do: their density, which the labeled set does not
+        change, computed once here instead of at every pick."""
+        if self.reference is None:
+            return self
+        return dataclasses.replace(self, pool_density=self.density(embedding, index), reference=None,
+                                   reference_index=None, knn_scale=None)
 
     def labeled_scale(self, d_labeled: torch.Tensor) -> torch.Tensor:
         """(B, 1) the pool's median distance to the labeled set (`d_labeled`: the whole pool's, in memory)."""

@@ -53,6 +53,8 @@ def picks_labeled(pool: Prediction, labeled_embedding: torch.Tensor, labeled_y: 
                   budget_used: float, stats: PoolStatistics, index: torch.Tensor | None = None):
     """A QueryContext.refeature: the pool's features with the picks (B, j) of this round counted
     as labeled, each with its predicted class (the round's budget_used unchanged)."""
+    stats = stats.of_samples(pool.embedding, index)
+
     def refeature(picks: torch.Tensor) -> torch.Tensor:
         rows = torch.arange(len(picks), device=picks.device)[:, None]
         embedding = torch.cat([labeled_embedding, pool.embedding[rows, picks]], 1)

@@ -104,6 +104,8 @@ def test_mc_dropout_feeds_disagreement(setup):
                                       torch.nn.Linear(784, 10)), p, 5, x, y, 10, mc_passes=2), "needs dropout"),
     (lambda m, x, y, p: metaal.select(make_strategy("margin"), m, p, 5, x, y, 10, reference_size=5),
      "reference_size must be an int above 10"),
+    (lambda m, x, y, p: metaal.select(make_strategy("margin"), m, p, 5, x, y, 10, shortlist=0),
+     "shortlist must be a positive int"),
 ])
 def test_bad_input_is_a_clear_error(setup, call, message):
     model, x, y, pool = setup
@@ -172,6 +174,28 @@ def test_sequential_policy_selects_from_a_streamed_pool(setup):
     picked = metaal.select(policy, model, pool, 20, x, y, 10, batch_size=128, candidates=200, exclude=labeled,
                            device="cpu")
     assert picked.unique().numel() == 20 and not set(picked.tolist()) & set(labeled.tolist())
+
+
+def test_the_shortlist_scores_the_samples_of_smallest_margin_exactly(setup):
+    model, x, y, pool = setup  # 1324 samples; a shortlist of 300 leaves out three quarters of them
+    policy = metaal.load_policy(REPO / "benchmarks" / "results" / "meta_train_default" / "policy.pt", device="cpu")
+    labeled = torch.arange(0, len(pool), 9)
+
+    def select(shortlist):
+        return metaal.select(policy, model, pool, 20, x, y, 10, batch_size=128, candidates=100, exclude=labeled,
+                             shortlist=shortlist, device="cpu", return_scores=True)
+
+    (exact, exact_scores), (short, short_scores) = select(None), select(300)
+    with torch.no_grad():
+        top2 = model(pool)[0].softmax(-1).topk(2, -1).values
+    margin = (top2[:, 0] - top2[:, 1]).index_fill(0, labeled, float("inf"))
+    assert set(short.tolist()) <= set(margin.argsort()[:300].tolist())
+    assert not set(short.tolist()) & set(labeled.tolist())
+    shared = [i for i, p in enumerate(short.tolist()) if p in exact.tolist()]
+    assert len(shared) >= 10  # the sample's features, and so its score, do not depend on the shortlist
+    exact_score = dict(zip(exact.tolist(), exact_scores.tolist()))
+    assert short_scores[shared].tolist() == pytest.approx([exact_score[p] for p in short[shared].tolist()], abs=1e-5)
+    assert torch.equal(select(len(pool))[0], exact)  # a shortlist as large as the pool is the exact path
 
 
 class _FeatureProbe(metaal.Strategy):

@@ -4,11 +4,13 @@ the numbers; and the regimes' tasks on real targets."""
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from metaal.data import load_dataset
+from metaal.errors import InputError
 from metaal.evaluate import TARGETS, regime_task
-from tests.conftest import load_benchmark
+from tests.conftest import REPO, load_benchmark
 
 CELL_FIELDS = {"target", "regime", "strategy", "seeds", "aulc_mean", "aulc_norm_random", "delta_vs_margin", "ci95",
                "p", "p_holm", "wins", "ties", "losses", "rank"}
@@ -155,3 +157,19 @@ def test_deep_table_runs_the_cnn_learner_on_the_whole_omniglot_alphabets(tmp_pat
     assert cell["task"]["learner"]["name"] == "cnn" and cell["task"]["k"] == 20
     assert cell["spec"]["n_ways"] == 59 and sum(cell["spec"]["pool_counts"]) == 826
     assert set(cell["aulc"]) == {"policy", "margin", "bald"} and all(len(v) == 2 for v in cell["aulc"].values())
+
+
+def test_compare_policies_pairs_two_policies_cell_by_cell(tmp_path):
+    compare = load_benchmark("compare_policies")
+    grid = tmp_path / "grid"
+    shutil.copytree(REPO / "benchmarks" / "results" / "attempts" / "seqval100" / "dev_grid" / "cells", grid / "cells")
+    by_regime = compare.cell_differences(grid, "policy_seqval100", "policy")
+    cell = json.loads((grid / "cells" / "kmnist__balanced-k50.json").read_text())
+    aulc = {name: np.asarray(cell["aulc"][name]) for name in ("policy_seqval100", "policy")}
+    assert (aulc["policy_seqval100"] - aulc["policy"]).mean() in by_regime["balanced-k50"]
+    rows = compare.compare(by_regime, "policy_seqval100", "policy")
+    assert rows["all"]["cells"] == 55 == sum(len(d) for d in by_regime.values())  # 17 cells a target cannot hold
+    assert rows["all"]["mean_difference"] == pytest.approx(np.mean([d for v in by_regime.values() for d in v]))
+    assert rows["imbalanced-k50"]["p_holm"] >= rows["imbalanced-k50"]["p"] and "p_holm" not in rows["all"]
+    with pytest.raises(InputError, match="has no AULCs for \\['policy_v9'\\]"):
+        compare.cell_differences(grid, "policy_v9", "policy")

@@ -1,0 +1,85 @@
+"""Two strategies of one benchmark grid, paired cell by cell: is an attempt better than the shipped policy?
+
+    python benchmarks/compare_policies.py GRID_DIR --strategy policy_NEW [--against policy]
+
+GRID_DIR is a `metaal grid` / benchmarks/transfer_grid.py output folder whose cells ran both
+strategies on the same seeds (e.g. with --extra-policy policy_NEW=PATH). For each regime, and
+over all cells: the mean over cells of each cell's mean paired AULC difference (strategy minus
+against), its 95% t interval over cells, the cells above / tied / below (a tie: within 0.001),
+and the Wilcoxon signed-rank p over cells, Holm-adjusted over the regimes. Writes
+GRID_DIR/compare_<strategy>_vs_<against>.json and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from metaal.errors import InputError, exits_cleanly
+from metaal.metrics import paired_comparison
+from metaal.ranking import holm, paired_p_value
+
+
+def cell_differences(grid: Path, strategy: str, against: str) -> dict[str, list[float]]:
+    """regime -> each cell's mean paired AULC difference, strategy minus against."""
+    cells = sorted((grid / "cells").glob("*.json"))
+    if not cells:
+        raise InputError(f"{grid} holds no cells/*.json: give the output folder of a finished grid")
+    by_regime: dict[str, list[float]] = {}  # the cells a target could not hold are left out
+    for path in cells:
+        cell = json.loads(path.read_text())
+        if "skipped" in cell:  # the target cannot hold the regime
+            continue
+        missing = [name for name in (strategy, against) if name not in cell["aulc"]]
+        if missing:
+            raise InputError(f"{path.name} has no AULCs for {missing}; it ran {sorted(cell['aulc'])}")
+        a, b = np.asarray(cell["aulc"][strategy]), np.asarray(cell["aulc"][against])
+        by_regime.setdefault(cell["regime"], []).append(float((a - b).mean()))
+    return by_regime
+
+
+def compare(by_regime: dict[str, list[float]], strategy: str, against: str) -> dict:
+    groups = dict(by_regime, all=[d for diffs in by_regime.values() for d in diffs])
+    rows = {}
+    for name, diffs in groups.items():
+        c = paired_comparison(diffs, np.zeros(len(diffs)), strategy, against)
+        rows[name] = {"cells": c.n_seeds, "mean_difference": c.mean_difference, "ci95": [c.ci_low, c.ci_high],
+                      "above": c.wins, "ties": c.ties, "below": c.losses,
+                      "p": paired_p_value(diffs, np.zeros(len(diffs)))}
+    regimes = list(by_regime)
+    for name, p in zip(regimes, holm([rows[r]["p"] for r in regimes]), strict=True):
+        rows[name]["p_holm"] = p
+    return rows
+
+
+def markdown(rows: dict, strategy: str, against: str) -> str:
+    lines = [f"| regime | cells | {strategy} - {against}, mean over cells [95% CI] | above/tied/below | p (Holm) |",
+             "|---|---|---|---|---|"]
+    for name, r in rows.items():
+        p = f"{r['p']:.3g}" + (f" ({r['p_holm']:.3g})" if "p_holm" in r else "")
+        lines.append(f"| {name} | {r['cells']} | {r['mean_difference']:+.4f} [{r['ci95'][0]:+.4f}, "
+                     f"{r['ci95'][1]:+.4f}] | {r['above']}/{r['ties']}/{r['below']} | {p} |")
+    return "\n".join(lines)
+
+
+@exits_cleanly
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("grid", type=Path, help="a finished grid's output folder")
+    parser.add_argument("--strategy", required=True, help="the attempt, e.g. policy_NEW")
+    parser.add_argument("--against", default="policy", help="what it is compared with (default: policy)")
+    args = parser.parse_args()
+    rows = compare(cell_differences(args.grid, args.strategy, args.against), args.strategy, args.against)
+    out = args.grid / f"compare_{args.strategy}_vs_{args.against}.json"
+    out.write_text(json.dumps({"command": " ".join(["python", "benchmarks/compare_policies.py", *sys.argv[1:]]),
+                               "comparison": rows}, indent=2) + "\n")
+    print(markdown(rows, args.strategy, args.against))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

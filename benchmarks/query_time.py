@@ -93,8 +93,8 @@ def best_of(fns: dict, repeats: int) -> dict:
 
 
 @exits_cleanly
-def main():
-    load_plugins_from_argv(None)
+def main(argv: list[str] | None = None):
+    load_plugins_from_argv(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--device", default="auto")
@@ -103,12 +103,14 @@ def main():
     parser.add_argument("--model", default="mlp", choices=["mlp", "cnn"], help="the user's classifier")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--policy", default=str(HERE / "results" / "meta_train_default" / "policy.pt"))
+    parser.add_argument("--out", type=Path, help="the JSON to write (default: results/query_time_MODEL_DEVICE.json)")
     parser.add_argument("--overwrite", action="store_true", help="replace this benchmark's earlier JSON")
     parser.add_argument("--plugins", help=PLUGINS_HELP)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = resolve_device(args.device)
     suffix = "" if args.pool == 100_000 else f"_{args.pool}"
-    out = check_output_file(HERE / "results" / f"query_time_{args.model}_{device.type}{suffix}.json", args.overwrite)
+    out = check_output_file(args.out or HERE / "results" / f"query_time_{args.model}_{device.type}{suffix}.json",
+                            args.overwrite)
 
     mnist, fashion = load_dataset("mnist", args.data_root), load_dataset("fashion_mnist", args.data_root)
     images = torch.cat([mnist.train.X, fashion.train.X[:40_000]])
@@ -158,9 +160,14 @@ def main():
                     "metaal": metaal.__version__},
         "results": results,
     }
+    write_report(out, report, results)
+
+
+def write_report(out: Path, report: dict, figures: dict) -> None:
+    """Write the benchmark's JSON and print its figures, one a line."""
     out.write_text(json.dumps(report, indent=2) + "\n")
-    for key, value in results.items():
-        print(f"{key:<32}{value}")
+    for key, value in figures.items():
+        print(f"{key:<36}{value}")
     print(f"wrote {out}")
 
 

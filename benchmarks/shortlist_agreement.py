@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 import torch
-from query_time import Net
+from query_time import Net, write_report
 
 import metaal
 from metaal.data import load_dataset
@@ -116,10 +116,7 @@ def main():
                         "default_shortlist": SHORTLIST},
               "machine": {"platform": platform.platform(), "torch": torch.__version__, "metaal": metaal.__version__},
               "summary": summary, "pools": rows}
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    for key, value in summary.items():
-        print(f"{key:<36}{value}")
-    print(f"wrote {out}")
+    write_report(out, report, summary)
 
 
 if __name__ == "__main__":

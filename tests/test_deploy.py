@@ -1,5 +1,6 @@
 """Using a strategy in your own loop: metaal.select on real MNIST pools and a user model."""
 
+import json
 import re
 
 import pytest
@@ -10,7 +11,7 @@ from metaal.data import load_dataset
 from metaal.features import DENSITY_REFERENCE, SCHEMA, entropy
 from metaal.policy import PolicyNet, PolicyStrategy
 from metaal.strategies import make_strategy
-from tests.conftest import REPO
+from tests.conftest import REPO, load_benchmark
 
 
 class UserNet(torch.nn.Module):
@@ -216,3 +217,15 @@ def test_features_are_computed_only_for_a_strategy_that_reads_them(setup):
     assert torch.equal(*picks)
     assert len(reader.seen) == len(skipper.seen) == 5  # 4 batches of the 1324 samples, then the top k
     assert all(f.shape[-1] == len(SCHEMA.names) for f in reader.seen) and all(f is None for f in skipper.seen)
+
+
+def test_query_time_benchmark_times_every_selection_on_a_small_pool(tmp_path, data_root, capsys):
+    query_time = load_benchmark("query_time")  # 6000 samples: more than the 4096 a shortlist keeps
+    out = tmp_path / "query_time.json"
+    query_time.main(["--data-root", str(data_root), "--pool", "6000", "--repeats", "1", "--out", str(out)])
+    results = json.loads(out.read_text())["results"]
+    assert all(results[f"{name}_s"] > 0 for name in ("entropy_plain", "entropy_select", "policy_select",
+                                                     "policy_exact_select", "policy_topk_select"))
+    assert results["entropy_select_matches_plain"] and 0 <= results["policy_picks_in_exact"] <= 10
+    again = query_time.main(["--data-root", str(data_root), "--pool", "6000", "--repeats", "1", "--out", str(out)])
+    assert again == 2 and "pass --overwrite" in capsys.readouterr().err  # never replaced silently

@@ -112,15 +112,30 @@ class PolicyStrategy(Strategy):
     def select(self, ctx: QueryContext, k: int) -> torch.Tensor:
         if not self.sequential or ctx.refeature is None:
             return super().select(ctx, k)
-        rows = torch.arange(ctx.available.shape[0], device=ctx.available.device)[:, None]
-        available, step = ctx.available.clone(), ctx
-        picks = torch.empty(len(rows), 0, dtype=torch.int64, device=available.device)
-        for _ in range(k):
-            pick = self.score(step).masked_fill(~available, float("-inf")).argmax(1, keepdim=True)
-            picks = torch.cat([picks, pick], 1)
-            available[rows, pick] = False
-            step = dataclasses.replace(ctx, features=ctx.refeature(picks), available=available)
-        return picks
+        return sequential_picks(self.score, ctx, k)
+
+
+def after_picks(ctx: QueryContext, picks: torch.Tensor) -> QueryContext:
+    """The context with the pool samples `picks` (B, j) counted as labeled, each with its
+    predicted class: their features refeatured, and they are no longer available."""
+    if picks.shape[1] == 0:
+        return ctx
+    rows = torch.arange(picks.shape[0], device=picks.device)[:, None]
+    available = ctx.available.clone()
+    available[rows, picks] = False
+    return dataclasses.replace(ctx, features=ctx.refeature(picks), available=available)
+
+
+def sequential_picks(score, ctx: QueryContext, k: int) -> torch.Tensor:
+    """(B, k) a round's picks one at a time: each the best `score(context)` of the samples still
+    available, then counted as labeled (after_picks) before the next is scored."""
+    picks = torch.empty(ctx.available.shape[0], 0, dtype=torch.int64, device=ctx.available.device)
+    for _ in range(k):
+        step = after_picks(ctx, picks)
+        with torch.no_grad():
+            pick = score(step).masked_fill(~step.available, float("-inf")).argmax(1, keepdim=True)
+        picks = torch.cat([picks, pick], 1)
+    return picks
 
 
 # ---------------------------------------------------------------------------- checkpoints

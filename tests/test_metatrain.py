@@ -274,11 +274,14 @@ def test_validation_picks_as_validation_policy_selection_says(tmp_path, data_roo
     assert seen == [False, True]
 
 
-def test_synthetic_source_with_its_own_episode_shape(tmp_path, data_root):
-    """A mix of a real source and binary synthetic tasks with their own rounds and k."""
+@pytest.mark.parametrize("selection", ["top-k", "sequential"])
+def test_synthetic_source_with_its_own_episode_shape(tmp_path, data_root, selection):
+    """A mix of a real source and binary synthetic tasks with their own rounds and k, with
+    either rollout selection of the oracle trainer."""
     cfg = load_config(MetaTrainConfig, SMOKE, [
         "--trainer.steps", "4", "--validation.every", "4", "--wandb.mode", "disabled",
-        "--trainer.options.oracle.loss", "regression", "--trainer.options.oracle.top_candidates", "0.5"])
+        "--trainer.options.oracle.loss", "regression", "--trainer.options.oracle.top_candidates", "0.5",
+        "--trainer.options.oracle.selection", selection])
     cfg.data.sources.append(SourceConfig(dataset="synthetic", n_ways=2, rounds=6, k=2))
     trainer = MetaTrainer(cfg, tmp_path / "run", data_root=data_root)
     trainer.run(progress=False)

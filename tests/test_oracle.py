@@ -3,11 +3,15 @@
 import pytest
 import torch
 
-from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
+from metaal.data import Episode, EpisodeSampler, EpisodeSpec, load_dataset
+from metaal.features import PoolStatistics, compute_features
 from metaal.learners import LogisticRegression
-from metaal.loop import run_active_learning
+from metaal.loop import picks_labeled, run_active_learning
 from metaal.metrics import aulc
+from metaal.policy import PolicyNet, PolicyStrategy, after_picks
 from metaal.strategies import OneStepOracle, QueryContext, Simulation, candidate_gains, expected_gains, make_strategy
+from metaal.strategies.lookahead import with_picks_labeled
+from metaal.trainers.oracle import ImitatingRollout
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +169,59 @@ def test_candidates_mix_the_preferred_top_with_uniform_draws():
         assert set(range(5, 10)) <= set(row.tolist())  # the 5 most preferred available samples
     uniform = sample_candidates(ctx, 10)
     assert not all(set(range(5, 10)) <= set(row.tolist()) for row in uniform)
+
+
+def test_labeling_a_rounds_earlier_picks_is_a_simulation_of_the_extended_set(batch):
+    """with_picks_labeled: the state from which a marginal gain within a round is measured is the
+    simulation of the labeled set plus the picks, with their true labels."""
+    learner = LogisticRegression(n_members=0)
+    sim = simulation(batch, learner)
+    picks = torch.tensor([[3, 40], [0, 1], [77, 149], [10, 20]])
+    rows = torch.arange(4)[:, None]
+    extended = Episode(**{**vars(batch), "labeled_x": torch.cat([batch.labeled_x, batch.pool_x[rows, picks]], 1),
+                          "labeled_y": torch.cat([batch.labeled_y, batch.pool_y[rows, picks]], 1)})
+    by_hand = simulation(extended, learner)
+    after = with_picks_labeled(sim, picks)
+    assert torch.equal(after.labeled_y, by_hand.labeled_y)
+    assert torch.allclose(after.accuracy, by_hand.accuracy)
+    candidates = torch.tensor([[0, 7, 30], [2, 3, 4], [50, 9, 8], [4, 5, 6]])
+    assert torch.allclose(candidate_gains(after, candidates), candidate_gains(by_hand, candidates), atol=1e-6)
+    assert with_picks_labeled(sim, picks[:, :0]) is sim
+
+
+def test_sequential_rollout_teaches_the_marginal_gain_after_the_rounds_earlier_picks(batch):
+    """The oracle trainer's sequential rollout picks as a loaded policy does, and at a random step
+    j of the round records the policy's scores on the features with the j earlier picks counted
+    as labeled, against the true gains of labeling a candidate on top of those picks."""
+    learner = LogisticRegression(n_members=2)
+    net = PolicyNet(hidden=8).init_as_heuristic("margin", scale=1.0)
+    torch.nn.init.normal_(net.head[-1].weight, std=0.5)  # not plain margin: scores depend on the picks
+    prepared = learner.prepare(batch.pool_x, torch.Generator().manual_seed(0), extra={"eval": batch.eval_x})
+    fitted = learner.fit(prepared, batch.labeled_x, batch.labeled_y, 5)
+    accuracy = (fitted.predict_prepared("eval").probs.argmax(-1) == batch.eval_y).float().mean(1)
+    sim = Simulation(batch, learner, prepared, batch.labeled_x, batch.labeled_y, accuracy, 5)
+    pool, labeled = fitted.predict_prepared("pool"), fitted.predict(batch.labeled_x)
+    stats = PoolStatistics.in_memory(pool.embedding, torch.Generator().manual_seed(0))
+
+    features = compute_features(pool, labeled.embedding, batch.labeled_y, 5, 0.0, stats)
+
+    def context(seed):
+        return QueryContext(pool=pool, features=features,
+                            labeled_embedding=labeled.embedding, available=torch.ones(4, 150, dtype=torch.bool),
+                            generator=torch.Generator().manual_seed(seed), simulation=sim,
+                            refeature=picks_labeled(pool, labeled.embedding, batch.labeled_y, 5, 0.0, stats))
+
+    k, steps = 6, set()
+    for seed in range(4):
+        selection = ImitatingRollout(net, n_candidates=10, sequential=True).query(context(seed), k)
+        picks, record = selection.indices, selection.record
+        assert torch.equal(picks, PolicyStrategy(net, sequential=True).query(context(seed), k).indices)
+        j = int(torch.randint(k, (1,), generator=torch.Generator().manual_seed(seed)))  # the rollout's draw
+        steps.add(j)
+        state = after_picks(context(seed), picks[:, :j])
+        candidates = record["candidates"]
+        assert state.available.gather(1, candidates).all()  # never one of the earlier picks
+        with torch.no_grad():
+            assert torch.allclose(record["candidate_scores"], net.score(state).gather(1, candidates))
+        assert torch.allclose(record["gains"], candidate_gains(with_picks_labeled(sim, picks[:, :j]), candidates))
+    assert len(steps) > 1 and max(steps) > 0

@@ -173,3 +173,17 @@ def test_compare_policies_pairs_two_policies_cell_by_cell(tmp_path):
     assert rows["imbalanced-k50"]["p_holm"] >= rows["imbalanced-k50"]["p"] and "p_holm" not in rows["all"]
     with pytest.raises(InputError, match="has no AULCs for \\['policy_v9'\\]"):
         compare.cell_differences(grid, "policy_v9", "policy")
+
+
+def test_a_grid_with_margin_as_its_only_baseline_writes_its_table(tmp_path, data_root):
+    """The committed attempt grid ran margin alone beside the policies (--baselines margin):
+    --table-only rebuilds its table, with no best-baseline column to fill."""
+    attempt = REPO / "benchmarks" / "results" / "attempts" / "seqimit600"
+    shutil.copytree(attempt / "dev_grid" / "cells", tmp_path / "cells")
+    grid = load_benchmark("transfer_grid")
+    assert grid.main(["--data-root", str(data_root), "--table-only", "--seed-offset", "10000", "--seeds", "20",
+                      "--reference-candidates", "0", "--baselines", "margin", "--extra-policy",
+                      f"policy_seqimit600={attempt / 'policy.pt'}", "--out", str(tmp_path)]) == 0
+    markdown = (tmp_path / "table.md").read_text()
+    assert "| kmnist | " in markdown and "| none run |  |" in markdown
+    assert "policy_seqimit600 vs margin: mean Δ" in markdown and "best-ranked other baseline" not in markdown

@@ -341,10 +341,11 @@ def table_markdown(rows: list[dict], regimes: dict, skipped: list[dict]) -> str:
             cell = {r["strategy"]: r for r in rows if r["regime"] == regime and r["target"] == target}
             policy = cell["policy"]
             best = max((r for n, r in cell.items() if n not in ("margin", *REFERENCES) and not n.startswith("policy")),
-                       key=lambda r: r["aulc_mean"])
+                       key=lambda r: r["aulc_mean"], default=None)  # None: margin was the only baseline run
+            best_columns = f"{best['strategy']} {_delta(best)} | {best['p_holm']:.3f}" if best else "none run | "
             lines.append(f"| {target} | {cell['margin']['aulc_mean']:.4f} | {_delta(policy)} | "
                          f"{policy['p_holm']:.3f} | {policy['wins']}/{policy['ties']}/{policy['losses']} | "
-                         f"{best['strategy']} {_delta(best)} | {best['p_holm']:.3f} |")
+                         f"{best_columns} |")
         lines.append("")
         if summary:
             ranks = sorted(summary["ranks"].items(), key=lambda item: item[1])

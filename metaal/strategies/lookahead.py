@@ -19,6 +19,7 @@ What the lookahead may know decides how much of its lead over margin a strategy 
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 
@@ -69,6 +70,20 @@ def _current(sim: Simulation) -> torch.Tensor:
     """(B, m, C) pool probabilities of the learner on the current labeled set, refitted as _refit does."""
     fitted = _predicting(sim.learner).fit(sim.prepared, sim.labeled_x, sim.labeled_y, sim.num_classes)
     return fitted.predict_prepared("pool").probs
+
+
+def with_picks_labeled(sim: Simulation, picks: torch.Tensor) -> Simulation:
+    """The simulation with the pool samples `picks` (B, j) labeled with their true labels, and
+    the accuracy of the learner refitted on that set (as _refit fits): the state from which the
+    marginal gain of one more sample in the same round is measured."""
+    if picks.shape[1] == 0:
+        return sim
+    rows = torch.arange(picks.shape[0], device=picks.device)[:, None]
+    x = torch.cat([sim.labeled_x, sim.episode.pool_x[rows, picks]], 1)
+    y = torch.cat([sim.labeled_y, sim.episode.pool_y[rows, picks]], 1)
+    fitted = _predicting(sim.learner).fit(sim.prepared, x, y, sim.num_classes)
+    accuracy = (fitted.predict_prepared("eval").probs.argmax(-1) == sim.episode.eval_y).float().mean(1)
+    return dataclasses.replace(sim, labeled_x=x, labeled_y=y, accuracy=accuracy)
 
 
 def candidate_gains(sim: Simulation, candidates: torch.Tensor, on: str = "eval") -> torch.Tensor:

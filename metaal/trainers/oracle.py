@@ -16,8 +16,9 @@ import torch
 from metaal.errors import InputError
 from metaal.loop import run_active_learning
 from metaal.metrics import aulc
-from metaal.policy import PolicyNet
+from metaal.policy import PolicyNet, after_picks, sequential_picks
 from metaal.strategies import QueryContext, Selection, Strategy, candidate_gains, sample_candidates
+from metaal.strategies.lookahead import with_picks_labeled
 from metaal.trainers.base import Trainer, register_trainer
 
 
@@ -37,25 +38,39 @@ def regression_loss(candidate_scores: torch.Tensor, gains: torch.Tensor) -> torc
 
 class ImitatingRollout(Strategy):
     """Measures M candidates' true gains at the visited state and follows the current
-    policy's own greedy choice; records the candidates' scores (with grad) and gains."""
+    policy's own choice; records the candidates' scores (with grad) and gains.
+
+    `sequential`: the rollout picks a round's k one at a time, as a loaded policy does, and the
+    state measured is one random step j of the round: the j picks so far count as labeled (with
+    their predicted classes in the features, their true labels in the refits), so the gain
+    taught is a sample's marginal gain given the round's earlier picks. Otherwise (top-k) the
+    state is the round's start and the k highest scores are labeled at once."""
 
     name = "policy-imitating"
     needs_simulation = True  # it refits the learner and reads the labels
 
-    def __init__(self, net: PolicyNet, n_candidates: int, top_share: float = 0.0):
-        self.net, self.n_candidates, self.top_share = net, n_candidates, top_share
+    def __init__(self, net: PolicyNet, n_candidates: int, top_share: float = 0.0, sequential: bool = False):
+        self.net, self.n_candidates, self.top_share, self.sequential = net, n_candidates, top_share, sequential
 
     def select(self, ctx: QueryContext, k: int) -> Selection:
-        scores = self.net.score(ctx)
-        candidates = sample_candidates(ctx, self.n_candidates, prefer=scores.detach(), top_share=self.top_share)
+        if self.sequential:
+            picks = sequential_picks(self.net.score, ctx, k)
+            j = int(torch.randint(k, (1,), generator=ctx.generator))
+            state, sim = after_picks(ctx, picks[:, :j]), with_picks_labeled(ctx.simulation, picks[:, :j])
+        else:
+            picks, state, sim = None, ctx, ctx.simulation
+        scores = self.net.score(state)
+        candidates = sample_candidates(state, self.n_candidates, prefer=scores.detach(), top_share=self.top_share)
         with torch.no_grad():
-            gains = candidate_gains(ctx.simulation, candidates)
+            gains = candidate_gains(sim, candidates)
         candidate_scores = scores.gather(1, candidates)
         # how often the policy's favourite candidate is among the oracle's best
         favourite = gains.gather(1, candidate_scores.argmax(1, keepdim=True)).squeeze(1)
         agreement = (favourite >= gains.max(1).values - 1e-9).float().mean()
-        picks = scores.detach().masked_fill(~ctx.available, float("-inf")).topk(k, dim=1).indices
-        return Selection(picks, {"candidate_scores": candidate_scores, "gains": gains, "agreement": agreement})
+        if picks is None:
+            picks = scores.detach().masked_fill(~ctx.available, float("-inf")).topk(k, dim=1).indices
+        return Selection(picks, {"candidate_scores": candidate_scores, "gains": gains, "agreement": agreement,
+                                 "candidates": candidates})
 
 
 @register_trainer("oracle")
@@ -68,6 +83,9 @@ class OracleTrainer(Trainer):
         # state, fit the centred gains in units of their batch std: the greedy policy needs E[gain | features])
         loss: Literal["listwise", "regression"] = "listwise"
         top_candidates: float = 0.0          # share of the candidates from the policy's own top scores
+        # how the rollout picks a round's k: "top-k" (at once; gains measured at the round's start)
+        # or "sequential" (one at a time, as a loaded policy does; marginal gains within the round)
+        selection: Literal["top-k", "sequential"] = "top-k"
 
         def validate(self):
             if self.candidates < 2 or not 0 <= self.top_candidates <= 1 or self.target_temperature <= 0:
@@ -75,7 +93,7 @@ class OracleTrainer(Trainer):
 
     def objective(self, episodes, task, seed):
         o = self.options
-        rollout = ImitatingRollout(self.net, o.candidates, o.top_candidates)
+        rollout = ImitatingRollout(self.net, o.candidates, o.top_candidates, o.selection == "sequential")
         result = run_active_learning(episodes, self.learner, rollout, task.rounds, task.k, seed=seed)
         scores = torch.cat([r["candidate_scores"] for r in result.records])
         gains = torch.cat([r["gains"] for r in result.records])

@@ -202,7 +202,6 @@ def test_sequential_rollout_teaches_the_marginal_gain_after_the_rounds_earlier_p
     sim = Simulation(batch, learner, prepared, batch.labeled_x, batch.labeled_y, accuracy, 5)
     pool, labeled = fitted.predict_prepared("pool"), fitted.predict(batch.labeled_x)
     stats = PoolStatistics.in_memory(pool.embedding, torch.Generator().manual_seed(0))
-
     features = compute_features(pool, labeled.embedding, batch.labeled_y, 5, 0.0, stats)
 
     def context(seed):

@@ -227,12 +227,15 @@ def test_transfer_run_uses_the_policy_artifact(smoke_run, tmp_path, data_root):
     assert transfer["config"]["dataset_name"] == "kmnist"
 
 
-def test_reinforce_smoke_run(tmp_path, data_root):
-    cfg = load_config(MetaTrainConfig, SMOKE, ["--trainer.name", "reinforce", "--trainer.steps", "3",
+@pytest.mark.parametrize(("trainer", "metric"),
+                         [("reinforce", "reward/aulc_vs_margin"), ("batch", "batch/gain_spread")])
+def test_policy_gradient_smoke_runs(tmp_path, data_root, trainer, metric):
+    cfg = load_config(MetaTrainConfig, SMOKE, ["--trainer.name", trainer, "--trainer.steps", "3",
+                                               "--trainer.options.batch.measure_share", "1",
                                                "--validation.every", "3", "--wandb.mode", "disabled"])
     summary = MetaTrainer(cfg, tmp_path / "run", data_root=data_root).run(progress=False)
     log = json.loads((tmp_path / "run" / "log.json").read_text())
-    assert len(log["steps"]) == 3 and all("reward/aulc_vs_margin" in s for s in log["steps"])
+    assert len(log["steps"]) == 3 and all(metric in s and s["grad_norm"] > 0 for s in log["steps"])
     assert summary["best_val_aulc"] > 0
     assert not (tmp_path / "run" / "wandb").exists()
 
@@ -369,7 +372,8 @@ def test_bad_value_names_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(SMOKE.read_text().replace("name: oracle", "name: ppo"))
     result = run_script("--config", str(bad), "--out", str(tmp_path / "o"))
-    assert result.returncode == 2 and "'trainer': unknown trainer 'ppo'; choose from oracle, reinforce" in result.stderr
+    assert result.returncode == 2
+    assert "'trainer': unknown trainer 'ppo'; choose from batch, oracle, reinforce" in result.stderr
 
 
 def test_validation_classes_must_be_held_out(tmp_path, data_root):

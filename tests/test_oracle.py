@@ -1,16 +1,18 @@
-"""The one-step oracle: true gains by retraining, and the greedy oracle strategy."""
+"""True gains by retraining: the one-step oracle, the greedy oracle strategy, and the batch
+trainer's sampled batches."""
 
 import pytest
 import torch
 
 from metaal.data import Episode, EpisodeSampler, EpisodeSpec, load_dataset
-from metaal.features import PoolStatistics, compute_features
+from metaal.features import SCHEMA, PoolStatistics, compute_features
 from metaal.learners import LogisticRegression
 from metaal.loop import picks_labeled, run_active_learning
 from metaal.metrics import aulc
 from metaal.policy import PolicyNet, PolicyStrategy, after_picks
 from metaal.strategies import OneStepOracle, QueryContext, Simulation, candidate_gains, expected_gains, make_strategy
 from metaal.strategies.lookahead import with_picks_labeled
+from metaal.trainers.batch import BatchSamplingRollout, leave_one_out_advantage, sample_batch
 from metaal.trainers.oracle import ImitatingRollout
 
 
@@ -189,10 +191,9 @@ def test_labeling_a_rounds_earlier_picks_is_a_simulation_of_the_extended_set(bat
     assert with_picks_labeled(sim, picks[:, :0]) is sim
 
 
-def test_sequential_rollout_teaches_the_marginal_gain_after_the_rounds_earlier_picks(batch):
-    """The oracle trainer's sequential rollout picks as a loaded policy does, and at a random step
-    j of the round records the policy's scores on the features with the j earlier picks counted
-    as labeled, against the true gains of labeling a candidate on top of those picks."""
+def round_start(batch):
+    """A policy whose scores depend on a round's picks, the simulation at the episodes' start,
+    and context(seed): the round's query context, as the loop builds it, drawing from `seed`."""
     learner = LogisticRegression(n_members=2)
     net = PolicyNet(hidden=8).init_as_heuristic("margin", scale=1.0)
     torch.nn.init.normal_(net.head[-1].weight, std=0.5)  # not plain margin: scores depend on the picks
@@ -209,7 +210,14 @@ def test_sequential_rollout_teaches_the_marginal_gain_after_the_rounds_earlier_p
                             labeled_embedding=labeled.embedding, available=torch.ones(4, 150, dtype=torch.bool),
                             generator=torch.Generator().manual_seed(seed), simulation=sim,
                             refeature=picks_labeled(pool, labeled.embedding, batch.labeled_y, 5, 0.0, stats))
+    return net, sim, context
 
+
+def test_sequential_rollout_teaches_the_marginal_gain_after_the_rounds_earlier_picks(batch):
+    """The oracle trainer's sequential rollout picks as a loaded policy does, and at a random step
+    j of the round records the policy's scores on the features with the j earlier picks counted
+    as labeled, against the true gains of labeling a candidate on top of those picks."""
+    net, sim, context = round_start(batch)
     k, steps = 6, set()
     for seed in range(4):
         selection = ImitatingRollout(net, n_candidates=10, sequential=True).query(context(seed), k)
@@ -224,3 +232,76 @@ def test_sequential_rollout_teaches_the_marginal_gain_after_the_rounds_earlier_p
             assert torch.allclose(record["candidate_scores"], net.score(state).gather(1, candidates))
         assert torch.allclose(record["gains"], candidate_gains(with_picks_labeled(sim, picks[:, :j]), candidates))
     assert len(steps) > 1 and max(steps) > 0
+
+
+# ------------------------------------------------------------------ the batch trainer's sampled batches
+
+def test_sampled_batch_and_its_log_probability_by_hand(batch):
+    """A sampled batch holds k distinct pool samples; its log-probability is the sum, pick by pick,
+    of the log-softmax of the scores on the features with the earlier picks counted as labeled, at
+    the temperature times the round's first score spread; a near-zero temperature is the greedy
+    sequential pick."""
+    net, _, context = round_start(batch)
+    picks, log_prob = sample_batch(net, context(0), 4, temperature=0.5)
+    assert picks.shape == (4, 4) and all(len(set(row.tolist())) == 4 for row in picks)
+    with torch.no_grad():
+        first = net.score(context(0))
+        scale = 0.5 * first.std(1, unbiased=False, keepdim=True)
+        expected = sum((net.score(after_picks(context(0), picks[:, :j])) / scale)
+                       .masked_fill(~after_picks(context(0), picks[:, :j]).available, float("-inf"))
+                       .log_softmax(1).gather(1, picks[:, j:j + 1]).squeeze(1) for j in range(4))
+    assert torch.allclose(log_prob, expected, atol=1e-5) and log_prob.requires_grad
+    greedy, _ = sample_batch(net, context(1), 4, temperature=1e-6)
+    assert torch.equal(greedy, PolicyStrategy(net, sequential=True).query(context(1), 4).indices)
+    draws = {tuple(sample_batch(net, context(seed), 4, temperature=1.0)[0][0].tolist()) for seed in range(5)}
+    assert len(draws) > 1  # a real sample, not the greedy batch each time
+
+
+def test_batch_rollout_records_each_sampled_batch_and_its_true_gain(batch):
+    net, sim, context = round_start(batch)
+    selection = BatchSamplingRollout(net, samples=3, temperature=0.5, measure_share=1.0).query(context(2), 5)
+    record = selection.record
+    assert torch.equal(selection.indices, PolicyStrategy(net, sequential=True).query(context(2), 5).indices)
+    assert record["batches"].shape == (4, 3, 5) and record["log_prob"].shape == record["gains"].shape == (4, 3)
+    for s in range(3):
+        assert torch.allclose(record["gains"][:, s], with_picks_labeled(sim, record["batches"][:, s]).accuracy)
+    assert torch.allclose(record["chosen_gain"], with_picks_labeled(sim, selection.indices).accuracy)
+    skipped = BatchSamplingRollout(net, samples=3, temperature=0.5, measure_share=1e-9).query(context(2), 5)
+    assert skipped.record == {} and torch.equal(skipped.indices, selection.indices)
+
+
+def test_leave_one_out_advantage_by_hand():
+    gains = torch.tensor([[0.1, 0.2, 0.6], [0.5, 0.5, 0.5]])
+    assert torch.allclose(leave_one_out_advantage(gains),
+                          torch.tensor([[0.1 - 0.4, 0.2 - 0.35, 0.6 - 0.15], [0.0, 0.0, 0.0]]))
+
+
+def test_batch_policy_gradient_learns_to_pick_what_pays():
+    """Batches sampled from the policy, rewarded with the sum of a value revealed in the margin
+    column, with the leave-one-out baseline: the greedy batch's value rises to near the best."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    net = PolicyNet(hidden=16, context=False)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+
+    def toy(generator):
+        features = torch.rand(16, 20, len(SCHEMA.names), generator=generator)
+        ctx = QueryContext(pool=None, features=features, labeled_embedding=torch.zeros(16, 1, 1),
+                           available=torch.ones(16, 20, dtype=torch.bool), generator=generator,
+                           refeature=lambda picks: features)
+        return ctx, features[..., SCHEMA.index("margin")]
+
+    def greedy_value():
+        ctx, value = toy(torch.Generator().manual_seed(99))
+        return value.gather(1, sample_batch(net, ctx, 3, 1e-6)[0]).mean().item()
+
+    before = greedy_value()
+    for _ in range(100):
+        ctx, value = toy(g)
+        drawn = [sample_batch(net, ctx, 3, temperature=1.0) for _ in range(4)]
+        gains = torch.stack([value.gather(1, picks).sum(1) for picks, _ in drawn], 1)
+        loss = -(leave_one_out_advantage(gains) * torch.stack([lp for _, lp in drawn], 1)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert before < 0.7 and greedy_value() > 0.8  # the best 3 of 20 uniform values average ~0.9

@@ -76,7 +76,8 @@ class PolicyConfig:
 
 @dataclass
 class TrainerConfig:
-    name: str = _help("meta-trainer, by name (registered: oracle, reinforce, and any plug-in's)", default="oracle")
+    name: str = _help("meta-trainer, by name (registered: oracle, reinforce, batch, and any plug-in's)",
+                      default="oracle")
     steps: int = _help("policy updates", default=200)
     episodes_per_step: int = _help("episodes per update", default=16)
     micro_batches: int | None = _help(

@@ -257,15 +257,15 @@ def test_sampled_batch_and_its_log_probability_by_hand(batch):
     assert len(draws) > 1  # a real sample, not the greedy batch each time
 
 
-def test_batch_rollout_records_each_sampled_batch_and_its_true_gain(batch):
+def test_batch_rollout_records_each_sampled_batch_and_the_accuracy_it_reaches(batch):
     net, sim, context = round_start(batch)
     selection = BatchSamplingRollout(net, samples=3, temperature=0.5, measure_share=1.0).query(context(2), 5)
     record = selection.record
     assert torch.equal(selection.indices, PolicyStrategy(net, sequential=True).query(context(2), 5).indices)
-    assert record["batches"].shape == (4, 3, 5) and record["log_prob"].shape == record["gains"].shape == (4, 3)
+    assert record["batches"].shape == (4, 3, 5) and record["log_prob"].shape == record["accuracy"].shape == (4, 3)
     for s in range(3):
-        assert torch.allclose(record["gains"][:, s], with_picks_labeled(sim, record["batches"][:, s]).accuracy)
-    assert torch.allclose(record["chosen_gain"], with_picks_labeled(sim, selection.indices).accuracy)
+        assert torch.allclose(record["accuracy"][:, s], with_picks_labeled(sim, record["batches"][:, s]).accuracy)
+    assert torch.allclose(record["chosen_accuracy"], with_picks_labeled(sim, selection.indices).accuracy)
     skipped = BatchSamplingRollout(net, samples=3, temperature=0.5, measure_share=1e-9).query(context(2), 5)
     assert skipped.record == {} and torch.equal(skipped.indices, selection.indices)
 

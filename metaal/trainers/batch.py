@@ -57,7 +57,8 @@ def sample_batch(net: PolicyNet, ctx: QueryContext, k: int, temperature: float) 
 class BatchSamplingRollout(Strategy):
     """Follows the policy's sequential picks; at a share of the rounds, also draws `samples`
     batches from the policy and records them (B, S, k), their log-probabilities (with grad) and
-    their true gains as the accuracy after labeling each, and the same for the batch it picks."""
+    the accuracy after labeling each with its true labels, and the same for the batch it picks
+    (their gains up to the state's own accuracy, which every batch of the state shares)."""
 
     name = "policy-batch-sampling"
     needs_simulation = True  # it refits the learner and reads the labels
@@ -70,12 +71,12 @@ class BatchSamplingRollout(Strategy):
         if float(torch.rand(1, generator=ctx.generator)) >= self.measure_share:
             return Selection(picks, {})
         drawn = [sample_batch(self.net, ctx, k, self.temperature) for _ in range(self.samples)]
-        with torch.no_grad():  # the accuracy after labeling each batch (the state's own accuracy cancels)
-            gains = torch.stack([with_picks_labeled(ctx.simulation, p).accuracy for p, _ in drawn], 1)
+        with torch.no_grad():
+            accuracy = torch.stack([with_picks_labeled(ctx.simulation, p).accuracy for p, _ in drawn], 1)
             chosen = with_picks_labeled(ctx.simulation, picks).accuracy
         return Selection(picks, {"batches": torch.stack([p for p, _ in drawn], 1),
-                                 "log_prob": torch.stack([lp for _, lp in drawn], 1), "gains": gains.cpu(),
-                                 "chosen_gain": chosen.cpu()})
+                                 "log_prob": torch.stack([lp for _, lp in drawn], 1), "accuracy": accuracy.cpu(),
+                                 "chosen_accuracy": chosen.cpu()})
 
 
 def leave_one_out_advantage(gains: torch.Tensor) -> torch.Tensor:
@@ -106,11 +107,11 @@ class BatchTrainer(Trainer):
             return sum(p.sum() * 0 for p in self.net.parameters()), metrics | {"batch/gain_spread": 0.0,
                                                                                  "batch/chosen_advantage": 0.0}
         log_prob = torch.cat([r["log_prob"] for r in measured])
-        gains = torch.cat([r["gains"] for r in measured])
+        gains = torch.cat([r["accuracy"] for r in measured])  # the state's own accuracy cancels in every use
         advantage = leave_one_out_advantage(gains)
         advantage = advantage / advantage.std().clamp_min(1e-8)
         loss = -(advantage.to(log_prob.device) * log_prob).mean()
-        chosen = torch.cat([r["chosen_gain"] for r in measured])
+        chosen = torch.cat([r["chosen_accuracy"] for r in measured])
         return loss, metrics | {"batch/gain_spread": float(gains.std(1).mean()),
                                 # > 0: the policy's own pick beats the batches it samples around it
                                 "batch/chosen_advantage": float((chosen - gains.mean(1)).mean())}

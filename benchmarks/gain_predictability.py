@@ -1,6 +1,6 @@
-"""How much of the one-step oracle's advantage can any policy on the SCHEMA features recover?
+"""How much of the one-step oracle's advantage can any policy on the schema's features recover?
 
-    python benchmarks/gain_predictability.py --data-root ../shared/data [--episodes 32] [--datasets a,b]
+    python benchmarks/gain_predictability.py --data-root ../shared/data [--episodes 32] [--datasets a,b] [--features 1]
 
 A diagnostic for issue 6, not a strategy. On every transfer-table target (episode shapes
 from benchmarks/transfer_table.py, but seeds 20000.., which the table never uses) margin
@@ -30,7 +30,7 @@ import torch
 
 from metaal.errors import exits_cleanly
 from metaal.evaluate import TARGETS, warn
-from metaal.features import SCHEMA
+from metaal.features import SCHEMA, columns_for, readable_schema
 from metaal.learners import make_learner
 from metaal.loop import run_active_learning
 from metaal.outputs import check_output_dir
@@ -51,25 +51,27 @@ class RecordingMargin(Strategy):
     name = "margin-recording"
     needs_simulation = True  # the true gains refit the learner with the candidates' labels
 
-    def __init__(self, candidates: int):
-        self.margin, self.candidates = make_strategy("margin"), candidates
+    def __init__(self, candidates: int, extra=None):
+        self.margin, self.candidates, self.extra = make_strategy("margin"), candidates, extra
 
     def select(self, ctx: QueryContext, k: int) -> Selection:
         margin_score = self.margin.score(ctx)
         candidates = sample_candidates(ctx, self.candidates, prefer=margin_score, top_share=TOP / CANDIDATES)
         rows = torch.arange(candidates.shape[0])[:, None]
-        record = {"features": ctx.features[rows, candidates], "gains": candidate_gains(ctx.simulation, candidates)}
+        features = ctx.features if self.extra is None else torch.cat([ctx.features, self.extra(ctx)], -1)
+        record = {"features": features[rows, candidates], "gains": candidate_gains(ctx.simulation, candidates)}
         return Selection(self.margin.select(ctx, k), record)
 
 
-def states(task, episodes: int, data_root) -> tuple[torch.Tensor, torch.Tensor]:
-    """features (E, S, M, F) and gains (E, S, M) of S states of E episodes."""
+def states(task, episodes: int, data_root, extra=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """features (E, S, M, F) and gains (E, S, M) of S states of E episodes; `extra(ctx)` (B, m, X):
+    more features to record after the schema's."""
     sampler, notes = task.sampler(data_root)
     warn(notes)
     spec = sampler.spec
     batch = sampler.sample_batch(range(SEED_OFFSET, SEED_OFFSET + episodes))
     # as many candidates at every state, also in the last round of a small pool
-    recorder = RecordingMargin(min(CANDIDATES, spec.n_ways * spec.pool_per_class - (task.rounds - 1) * task.k))
+    recorder = RecordingMargin(min(CANDIDATES, spec.n_ways * spec.pool_per_class - (task.rounds - 1) * task.k), extra)
     records = run_active_learning(batch, make_learner(task.learner), recorder, task.rounds, task.k, seed=0).records
     return torch.stack([r["features"] for r in records], 1), torch.stack([r["gains"] for r in records], 1)
 
@@ -86,7 +88,7 @@ def fit_linear(features, gains):
 
 def fit_mlp(features, gains, steps: int = 400):
     torch.manual_seed(0)
-    net = PolicyNet(hidden=64, context=False)
+    net = PolicyNet(n_features=features.shape[-1], hidden=64, context=False)
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     f, g = features.flatten(0, 1), gains.flatten(0, 1)
     available = torch.ones(g.shape, dtype=torch.bool)
@@ -117,26 +119,40 @@ def evaluate(scorers: dict, features, gains) -> dict:
     return out
 
 
-@exits_cleanly
-def main(argv=None):
-    load_plugins_from_argv(argv)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def target_arguments(doc: str, episodes: int, out: Path) -> argparse.ArgumentParser:
+    """The arguments of the diagnostics on the transfer-table targets (this one, feature_screen.py)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--episodes", type=int, default=32, help="per target; half fit, half test")
+    parser.add_argument("--episodes", type=int, default=episodes, help="per target; half fit, half test")
     parser.add_argument("--datasets", default=",".join(TARGETS))
-    parser.add_argument("--out", default=str(HERE / "results" / "gain_predictability"))
+    parser.add_argument("--out", default=str(out))
     parser.add_argument("--overwrite", action="store_true", help="replace the results.json in --out")
-    parser.add_argument("--plugins", help=PLUGINS_HELP)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def wanted_targets(parser: argparse.ArgumentParser, args) -> list[str]:
     wanted = args.datasets.split(",")
     unknown = [d for d in wanted if d not in TARGETS]
     if unknown:
         parser.error(f"unknown targets {unknown}; known: {', '.join(TARGETS)}")
+    return wanted
+
+
+@exits_cleanly
+def main(argv=None):
+    load_plugins_from_argv(argv)
+    parser = target_arguments(__doc__, episodes=32, out=HERE / "results" / "gain_predictability")
+    parser.add_argument("--features", type=int, default=1, choices=(1, 2),
+                        help="the feature schema the models read (1: the shipped policy's; see feature_screen.py)")
+    parser.add_argument("--plugins", help=PLUGINS_HELP)
+    args = parser.parse_args(argv)
+    wanted = wanted_targets(parser, args)
     out = check_output_dir(args.out, args.overwrite, writes=("results.json",))
     results = {}
     for target in wanted:
         start = time.perf_counter()
         features, gains = states(TARGETS[target], args.episodes, args.data_root)
+        features = columns_for(readable_schema(args.features), features)
         half = args.episodes // 2
         train, test = (features[:half], gains[:half]), (features[half:], gains[half:])
         scorers = {"margin": margin_scorer, "linear": fit_linear(*train), "mlp": fit_mlp(*train)}
@@ -151,7 +167,8 @@ def main(argv=None):
               f"R2 linear {r['r2_linear']:.3f} mlp {r['r2_mlp']:.3f}", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"command": "python benchmarks/gain_predictability.py " + " ".join(argv or sys.argv[1:]),
-            "episodes": args.episodes, "candidates": CANDIDATES, "top_by_margin": TOP, "seed_offset": SEED_OFFSET}
+            "episodes": args.episodes, "features": args.features, "candidates": CANDIDATES, "top_by_margin": TOP,
+            "seed_offset": SEED_OFFSET}
     (out / "results.json").write_text(json.dumps({"meta": meta, "targets": results}, indent=2) + "\n")
     print(f"wrote {out / 'results.json'}")
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from metaal.device import resolve_device
 from metaal.errors import CheckpointError, InputError
-from metaal.features import SCHEMA, FeatureSchema
+from metaal.features import READABLE_SCHEMAS, SCHEMA, FeatureSchema, columns_for
 from metaal.strategies import QueryContext, Strategy
 from metaal.version import __version__
 
@@ -41,6 +41,15 @@ class PolicyNet(nn.Module):
         self.encode = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.head = nn.Sequential(nn.Linear(hidden * (2 if context else 1), hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.linear = nn.Linear(n_features, 1)
+
+    @property
+    def schema(self) -> FeatureSchema:
+        """The feature schema the network reads: the readable one with its number of inputs."""
+        for schema in READABLE_SCHEMAS:
+            if len(schema.names) == self.hparams["n_features"]:
+                return schema
+        raise InputError(f"no feature schema of this metaal has {self.hparams['n_features']} features "
+                         f"(they have {[len(s.names) for s in READABLE_SCHEMAS]})")
 
     def init_as_heuristic(self, feature: str = "margin", sign: float = -1.0, scale: float = 10.0) -> PolicyNet:
         """Start as a classic heuristic: score = sign * scale * feature, the MLP silent (its
@@ -63,7 +72,8 @@ class PolicyNet(nn.Module):
         reference subset standing in for a pool that is scored in batches."""
         if features.shape[-1] != self.hparams["n_features"]:
             raise InputError(f"the policy expects {self.hparams['n_features']} features per sample, "
-                             f"got {features.shape[-1]}")
+                             f"got {features.shape[-1]}; pass features.columns_for(net.schema, features), "
+                             "the columns of its feature schema, or call net.score(ctx)")
         h = self.encode(features)
         if self.hparams["context"]:
             if context_features is None:
@@ -75,16 +85,18 @@ class PolicyNet(nn.Module):
             h = torch.cat([h, pooled.expand_as(h)], -1)
         return self.head(h).squeeze(-1) + self.linear(features).squeeze(-1)
 
-    def score(self, ctx: QueryContext, schema: FeatureSchema = SCHEMA) -> torch.Tensor:
+    def score(self, ctx: QueryContext) -> torch.Tensor:
         """(B, m) scores of a query context: the one path from a context to the network, for
-        training rollouts, evaluation and deployment alike. Checks the context's feature
-        schema against the one the network reads, and runs on the network's device."""
-        if ctx.schema != schema:
-            raise InputError(f"the policy reads feature schema v{schema.version}; "
-                             f"the context holds v{ctx.schema.version}")
+        training rollouts, evaluation and deployment alike. A network trained on an older
+        feature schema reads its columns of the context's (columns_for); it runs on the
+        network's device."""
+        if ctx.schema != SCHEMA:
+            raise InputError(f"the context holds feature schema v{ctx.schema.version}; this metaal computes "
+                             f"v{SCHEMA.version}")
         device = next(self.parameters()).device
-        context = None if ctx.context_features is None else ctx.context_features.to(device)
-        return self(ctx.features.to(device), ctx.available.to(device), context).to(ctx.features.device)
+        context = None if ctx.context_features is None else columns_for(self.schema, ctx.context_features).to(device)
+        return self(columns_for(self.schema, ctx.features).to(device), ctx.available.to(device),
+                    context).to(ctx.features.device)
 
 
 class PolicyStrategy(Strategy):
@@ -97,9 +109,12 @@ class PolicyStrategy(Strategy):
 
     name = "policy"
 
-    def __init__(self, net: PolicyNet, schema: FeatureSchema = SCHEMA, info: dict | None = None,
-                 sequential: bool = True):
-        self.net, self.schema, self.info, self.sequential = net.eval(), schema, info or {}, sequential
+    def __init__(self, net: PolicyNet, info: dict | None = None, sequential: bool = True):
+        self.net, self.info, self.sequential = net.eval(), info or {}, sequential
+
+    @property
+    def schema(self) -> FeatureSchema:
+        return self.net.schema
 
     @property
     def selects_jointly(self) -> bool:
@@ -107,7 +122,7 @@ class PolicyStrategy(Strategy):
 
     def score(self, ctx: QueryContext) -> torch.Tensor:
         with torch.inference_mode():
-            return self.net.score(ctx, self.schema)
+            return self.net.score(ctx)
 
     def select(self, ctx: QueryContext, k: int) -> torch.Tensor:
         if not self.sequential or ctx.refeature is None:
@@ -149,7 +164,7 @@ def save_policy(net: PolicyNet, path: str | os.PathLike, config: dict | None = N
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
         "metaal_version": __version__,
-        "feature_schema": SCHEMA.to_dict(),
+        "feature_schema": net.schema.to_dict(),
         "hparams": dict(net.hparams),
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "config": config or {},
@@ -215,9 +230,12 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "auto",
                               "with experiments/meta_train.py")
     schema = _checkpoint_schema(path, payload)
     net = _checkpoint_net(path, payload)
+    if net.hparams["n_features"] != len(schema.names):
+        raise PolicyLoadError(f"{path}: its network reads {net.hparams['n_features']} features, its feature schema "
+                              f"v{schema.version} has {len(schema.names)}; the checkpoint is inconsistent, retrain it")
     net.to(resolve_device(device))
     config = payload.get("config", {})
-    return PolicyStrategy(net, schema, info={"path": str(path), "config": config, **payload.get("info", {}),
+    return PolicyStrategy(net, info={"path": str(path), "config": config, **payload.get("info", {}),
                                              "tasks": payload.get("tasks") or {},
                                              "learner": payload.get("learner") or _learner_of_old(config)},
                           sequential=sequential)
@@ -236,10 +254,11 @@ def _checkpoint_schema(path: Path, payload: dict) -> FeatureSchema:
                                names=tuple(payload["feature_schema"]["names"]))
     except (KeyError, TypeError) as e:
         raise PolicyLoadError(f"{path}: its feature_schema is malformed ({type(e).__name__}: {e})") from e
-    if schema != SCHEMA:
+    if schema not in READABLE_SCHEMAS:
         raise PolicyLoadError(
             f"{path} was trained on feature schema v{schema.version} {list(schema.names)}, but this metaal "
-            f"{__version__} computes v{SCHEMA.version} {list(SCHEMA.names)}. Retrain the policy with this version, "
+            f"{__version__} computes v{SCHEMA.version} {list(SCHEMA.names)} and reads "
+            f"{[f'v{s.version}' for s in READABLE_SCHEMAS]}. Retrain the policy with this version, "
             f"or install the metaal it was trained with ({payload.get('metaal_version')})."
         )
     return schema

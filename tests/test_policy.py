@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
-from metaal.features import SCHEMA
+from metaal.features import SCHEMA, SCHEMA_V1
 from metaal.policy import PolicyLoadError, PolicyNet, PolicyStrategy, load_policy, save_policy
 from metaal.strategies import make_strategy
 from tests.test_strategies import make_context  # a real context: logreg fitted on MNIST episodes
@@ -51,7 +51,7 @@ def test_selection_respects_the_strategy_contract(ctx):
 
 
 def test_wrong_feature_count_is_a_clear_error(ctx):
-    with pytest.raises(ValueError, match="expects 11 features per sample, got 3"):
+    with pytest.raises(ValueError, match=r"expects 14 features per sample, got 3; pass features.columns_for\(net.schema, features\)"):
         PolicyNet()(ctx.features[..., :3], ctx.available)
 
 
@@ -86,13 +86,33 @@ def test_incompatible_schema_is_refused_with_the_reason(tmp_path):
     payload = torch.load(tmp_path / "p.pt", weights_only=True)
     payload["feature_schema"] = {"version": 0, "names": ["entropy", "margin"]}
     torch.save(payload, tmp_path / "old.pt")
-    with pytest.raises(PolicyLoadError, match=r"feature schema v0 \['entropy', 'margin'\].*computes v1.*Retrain"):
+    refusal = r"feature schema v0 \['entropy', 'margin'\].*computes v2.*reads \['v1', 'v2'\]. Retrain"
+    with pytest.raises(PolicyLoadError, match=refusal):
         load_policy(tmp_path / "old.pt")
     payload = torch.load(tmp_path / "p.pt", weights_only=True)
     payload["hparams"]["hidden"] = 8
     torch.save(payload, tmp_path / "mismatch.pt")
     with pytest.raises(PolicyLoadError, match="do not fit the policy network"):
         load_policy(tmp_path / "mismatch.pt")
+
+
+def test_a_schema_v1_checkpoint_loads_and_reads_its_columns(tmp_path, ctx):
+    """A policy trained before schema v2 keeps working: it reads the first 11 columns, which
+    are v1's features, and scores exactly as the same network on v1 features alone."""
+    torch.manual_seed(0)
+    old = PolicyNet(n_features=len(SCHEMA_V1.names), hidden=16)
+    save_policy(old, tmp_path / "v1.pt")
+    assert torch.load(tmp_path / "v1.pt", weights_only=True)["feature_schema"] == SCHEMA_V1.to_dict()
+    policy = load_policy(tmp_path / "v1.pt", device="cpu")
+    assert policy.schema == SCHEMA_V1 and ctx.features.shape[-1] == len(SCHEMA.names)
+    with torch.no_grad():
+        expected = old(ctx.features[..., :11], ctx.available)
+    assert torch.allclose(policy.score(ctx), expected)
+    payload = torch.load(tmp_path / "v1.pt", weights_only=True)
+    payload["feature_schema"] = SCHEMA.to_dict()  # 11 inputs claiming v2's 14 features
+    torch.save(payload, tmp_path / "inconsistent.pt")
+    with pytest.raises(PolicyLoadError, match="reads 11 features, its feature schema v2 has 14"):
+        load_policy(tmp_path / "inconsistent.pt")
 
 
 def test_sequential_policy_counts_its_picks_as_labeled(ctx):

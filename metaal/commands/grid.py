@@ -175,7 +175,7 @@ def measure_cell(target: str, regime: str, setup: dict, policy_path: str, data_r
         return cell | {"skipped": reason}
     strategies = {"policy": policy, **{name: make_strategy(name) for name in setup["baselines"]}}
     if setup["topk_policy"]:
-        strategies["policy_topk"] = PolicyStrategy(policy.net, policy.schema, policy.info, sequential=False)
+        strategies["policy_topk"] = PolicyStrategy(policy.net, policy.info, sequential=False)
     strategies |= {name: load_policy(path, device=device) for name, path in setup["extra_policy_paths"].items()}
     if setup["reference_candidates"] and regime in setup["reference_regimes"]:
         candidates = max(setup["reference_candidates"], 2 * task.k)  # a choice among at least 2k

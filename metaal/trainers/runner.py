@@ -25,6 +25,7 @@ from metaal.device import resolve_device
 from metaal.distributed import ProcessGroup
 from metaal.errors import CheckpointError
 from metaal.evaluate import warn
+from metaal.features import readable_schema
 from metaal.learners import make_learner
 from metaal.loop import run_active_learning
 from metaal.metrics import Curves, aulc, plot_learning_curves, summarize, write_summary_json
@@ -88,11 +89,12 @@ class MetaTrainer:
 
     def _initial_net(self) -> PolicyNet:
         p = self.cfg.policy
-        net = PolicyNet(hidden=p.hidden, context=p.context)
+        net = PolicyNet(n_features=len(readable_schema(p.features).names), hidden=p.hidden, context=p.context)
         if p.init_from is None:
             return net.init_as_heuristic("margin", sign=-1.0, scale=p.init_scale) if p.init == "margin" else net
-        start = load_policy(p.init_from, device="cpu").net  # refuses foreign or incompatible files
-        if start.hparams != net.hparams:
+        # refuses foreign or incompatible files; a network of an older feature schema keeps it (reads its columns)
+        start = load_policy(p.init_from, device="cpu").net
+        if (start.hparams["hidden"], start.hparams["context"]) != (p.hidden, p.context):
             raise ConfigError(f"policy.init_from {p.init_from} is a network with {start.hparams}, but the config "
                               f"asks for hidden={p.hidden}, context={p.context}; set policy.hidden and "
                               f"policy.context to match it")

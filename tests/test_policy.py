@@ -51,7 +51,8 @@ def test_selection_respects_the_strategy_contract(ctx):
 
 
 def test_wrong_feature_count_is_a_clear_error(ctx):
-    with pytest.raises(ValueError, match=r"expects 14 features per sample, got 3; pass features.columns_for\(net.schema, features\)"):
+    expected = r"expects 14 features per sample, got 3; pass features.columns_for\(net.schema, features\)"
+    with pytest.raises(ValueError, match=expected):
         PolicyNet()(ctx.features[..., :3], ctx.available)
 
 

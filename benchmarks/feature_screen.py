@@ -121,10 +121,11 @@ def main(argv=None):
     meta = {"command": "python benchmarks/feature_screen.py " + " ".join(argv or sys.argv[1:]),
             "episodes": args.episodes, "seed_offset": gp.SEED_OFFSET, "lp_features": list(LP_FEATURES),
             "feature_sets": {k: len(v) for k, v in FEATURE_SETS.items()}}
+    overall = summary(results)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"meta": meta, "summary": summary(results), "targets": results},
+    (out / "results.json").write_text(json.dumps({"meta": meta, "summary": overall, "targets": results},
                                                  indent=2) + "\n")
-    for name, row in summary(results).items():
+    for name, row in overall.items():
         print(name, {k: round(v, 3) for k, v in row.items()})
     print(f"wrote {out / 'results.json'}")
 

@@ -239,7 +239,8 @@ def compute_features(pool: Prediction, labeled_embedding: torch.Tensor, labeled_
 
     counts = torch.nn.functional.one_hot(labeled_y, C).sum(1).float()            # (B, C)
     share = counts / counts.sum(-1, keepdim=True)
-    predicted_share = torch.gather(share, 1, p.argmax(-1))                       # (B, m)
+    predicted = p.argmax(-1)                                                     # (B, m)
+    predicted_share = torch.gather(share, 1, predicted)
     n_labeled = labeled_y.shape[1]
     norm = emb.norm(dim=-1) / stats.norm_scale.clamp_min(1e-12)
     gradient = (1 - (p * p).sum(-1)).clamp_min(0).sqrt() * norm
@@ -262,7 +263,7 @@ def compute_features(pool: Prediction, labeled_embedding: torch.Tensor, labeled_
         "inv_num_classes": per_round(1 / C),
         "embedding_norm": norm / (1 + norm),
         "expected_gradient_length": gradient / (1 + gradient),
-        "pool_predicted_share": torch.gather(pool_shares, 1, p.argmax(-1)),
+        "pool_predicted_share": torch.gather(pool_shares, 1, predicted),
     }
     features = torch.stack([columns[name] for name in schema.names], -1)
     if not torch.isfinite(features).all():

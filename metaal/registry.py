@@ -90,6 +90,9 @@ def _import(name: str) -> None:
     path = Path(name).expanduser().resolve()
     if not path.is_file():
         raise ImportError(f"no file {path}")
+    loaded = sys.modules.get(path.stem)
+    if loaded is not None and getattr(loaded, "__file__", None) == str(path):
+        return  # imported already (e.g. by load_plugins_from_argv): running it again would re-register its names
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[path.stem] = module

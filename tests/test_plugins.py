@@ -30,6 +30,7 @@ def restore_registries():
     yield
     for registry, items in saved:
         registry._items = items
+    sys.modules.pop(PLUGIN.stem, None)  # so that the next test's load_plugins imports it afresh
 
 
 def run(script, *args, cwd=REPO):
@@ -95,6 +96,13 @@ def test_plugins_load_in_process_and_register_by_name():
     from metaal.loop import run_active_learning
     result = run_active_learning(episodes, make_learner(task.learner), make_strategy("density_margin"), 2, 2)
     assert result.selected.shape == (2, 2, 2) and notes == []
+
+
+def test_a_plugin_file_loaded_twice_registers_its_names_once():
+    # a script imports --plugins before parsing, and a grid cell run in the same process again
+    load_plugins(str(PLUGIN))
+    load_plugins(str(PLUGIN))
+    assert "density_margin" in STRATEGIES
 
 
 def test_plugin_modules_that_do_not_import_are_a_clear_error(tmp_path):

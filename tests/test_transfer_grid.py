@@ -175,6 +175,28 @@ def test_compare_policies_pairs_two_policies_cell_by_cell(tmp_path):
         compare.cell_differences(grid, "policy_v9", "policy")
 
 
+def test_compare_policies_replicates_per_cell_differences_on_other_seeds(tmp_path):
+    """The committed development grid (seeds 10000-10019) against the report grid (30000-30049):
+    the per-cell differences of Cluster-Margin and the policy, matched cell by cell."""
+    compare = load_benchmark("compare_policies")
+    results = REPO / "benchmarks" / "results"
+    dev, report = results / "attempts" / "policy_cluster" / "dev_grid", results / "transfer_table"
+    r = compare.replication(dev, report, "cluster_margin", "policy")
+    here = compare.per_cell_differences(dev, "cluster_margin", "policy")
+    there = compare.per_cell_differences(report, "cluster_margin", "policy")
+    ahead = [cell for cell, d in here.items() if d > 0]
+    assert r["cells"] == 55 and r["ahead_here"] == len(ahead) and 0 < len(ahead) < 55
+    assert r["mean_there_where_ahead_here"] == pytest.approx(np.mean([there[c] for c in ahead]))
+    assert r["mean_there_if_chosen_where_ahead_here"] == pytest.approx(sum(there[c] for c in ahead) / 55)
+    assert r["pearson_r"] == pytest.approx(np.corrcoef([here[c] for c in sorted(here)],
+                                                       [there[c] for c in sorted(here)])[0, 1])
+    (tmp_path / "cells").mkdir()
+    for name in ("kmnist__balanced-k5.json", "kmnist__balanced-k50.json"):
+        shutil.copy(dev / "cells" / name, tmp_path / "cells" / name)
+    with pytest.raises(InputError, match="share 2 cells; a replication needs at least 3"):
+        compare.replication(tmp_path, report, "cluster_margin", "policy")
+
+
 def test_a_grid_with_margin_as_its_only_baseline_writes_its_table(tmp_path, data_root):
     """The committed attempt grid ran margin alone beside the policies (--baselines margin):
     --table-only rebuilds its table, with no best-baseline column to fill."""

@@ -27,6 +27,8 @@ def _clusters(ctx, k):
 
 
 class PolicyClusterMargin(ClusterMargin):
+    reads_features = True  # unlike Cluster-Margin's margin, the policy's score reads the features
+
     def __init__(self, margin_factor: int = 10):
         super().__init__(margin_factor)
         self.policy = load_policy(SHIPPED, device="cpu")
@@ -37,13 +39,11 @@ class PolicyClusterMargin(ClusterMargin):
 
 @register_strategy("policy_cm")
 class PolicyCM10(PolicyClusterMargin):
-    reads_features = True
+    pass
 
 
 @register_strategy("policy_cm3")
 class PolicyCM3(PolicyClusterMargin):
-    reads_features = True
-
     def __init__(self):
         super().__init__(margin_factor=3)
 

@@ -19,8 +19,10 @@ import numpy as np
 import torch
 
 from metaal.data import TaskSpec
+from metaal.errors import exits_cleanly
 from metaal.evaluate import compare_strategies
 from metaal.metrics import aulc
+from metaal.outputs import check_output_dir
 from metaal.policy import load_policy
 from metaal.strategies import make_strategy
 
@@ -45,11 +47,14 @@ def summarise(batches: list[dict]) -> dict:
             "batches": len(diffs), "by_dim": by_dim}
 
 
+@exits_cleanly
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=20, help="batches of 8 episodes per regime")
     parser.add_argument("--out", type=Path, default=HERE / "source_probe.json")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = parser.parse_args()
+    check_output_dir(args.out.parent, args.overwrite, writes=(args.out.name,))
     torch.set_num_threads(2)
     strategies = {"policy": load_policy(HERE.parents[1] / "meta_train_default" / "policy.pt", device="cpu"),
                   "margin": make_strategy("margin"), "cluster_margin": make_strategy("cluster_margin")}
@@ -75,4 +80,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

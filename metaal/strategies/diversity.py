@@ -90,12 +90,20 @@ class ClusterMargin(Strategy):
         return -(top2[..., 0] - top2[..., 1])
 
     def select(self, ctx, k):
-        n_available = int(ctx.available.sum(1).min())
-        n_clusters = min(n_available, max(k, round(ctx.available.shape[1] / 10)))
-        cluster, _ = kmeans(ctx.pool.embedding, n_clusters, ctx.generator, valid=ctx.available)
+        cluster, n_clusters = pool_clusters(ctx, k)
         scores = self.score(ctx).masked_fill(~ctx.available, float("-inf"))
-        candidates = scores.topk(min(self.margin_factor * k, n_available), dim=1).indices  # lowest margin first
+        n_candidates = min(self.margin_factor * k, int(ctx.available.sum(1).min()))
+        candidates = scores.topk(n_candidates, dim=1).indices  # lowest margin first
         return candidates.gather(1, _round_robin(cluster.gather(1, candidates), n_clusters, k))
+
+
+def pool_clusters(ctx, k: int) -> tuple[torch.Tensor, int]:
+    """Cluster-Margin's clusters of a round: k-means of the available pool's embedding into
+    max(k, m / 10) clusters (at most the samples available). Returns the labels (B, m), -1
+    where not available, and the number of clusters."""
+    n_clusters = min(int(ctx.available.sum(1).min()), max(k, round(ctx.available.shape[1] / 10)))
+    cluster, _ = kmeans(ctx.pool.embedding, n_clusters, ctx.generator, valid=ctx.available)
+    return cluster, n_clusters
 
 
 def _round_robin(label, n_clusters, k):

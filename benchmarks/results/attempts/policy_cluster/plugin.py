@@ -15,15 +15,9 @@ import torch
 
 from metaal.policy import after_picks, load_policy
 from metaal.strategies import Strategy, register_strategy
-from metaal.strategies.clustering import kmeans
-from metaal.strategies.diversity import ClusterMargin
+from metaal.strategies.diversity import ClusterMargin, pool_clusters
 
 SHIPPED = Path(__file__).resolve().parents[2] / "meta_train_default" / "policy.pt"
-
-
-def _clusters(ctx, k):
-    n_clusters = min(int(ctx.available.sum(1).min()), max(k, round(ctx.available.shape[1] / 10)))
-    return kmeans(ctx.pool.embedding, n_clusters, ctx.generator, valid=ctx.available)[0], n_clusters
 
 
 class PolicyClusterMargin(ClusterMargin):
@@ -57,7 +51,7 @@ class PolicySeqCluster(Strategy):
         return self.policy.score(ctx)
 
     def select(self, ctx, k):
-        cluster, n_clusters = _clusters(ctx, k)
+        cluster, n_clusters = pool_clusters(ctx, k)
         cluster = cluster.clamp_min(0)
         B = cluster.shape[0]
         rows = torch.arange(B)

@@ -80,6 +80,8 @@ def main():
     parser.add_argument("--out", type=Path, default=HERE / "source_probe.json")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = parser.parse_args()
+    if args.batches < 1:
+        raise InputError(f"--batches must be at least 1, got {args.batches}")
     regimes = args.regimes.split(",")
     if unknown := [r for r in regimes if r not in REGIMES]:
         raise InputError(f"--regimes: unknown {unknown}; choose from {list(REGIMES)}")

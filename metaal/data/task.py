@@ -17,7 +17,7 @@ import torch
 
 from metaal.data.datasets import Dataset, load_dataset
 from metaal.data.episodes import EpisodeSampler, EpisodeSpec, split_classes
-from metaal.data.synthetic import SYNTHETIC, SyntheticTaskSampler
+from metaal.data.synthetic import SYNTHETIC_SOURCES, SyntheticTaskSampler
 from metaal.errors import InputError
 
 
@@ -31,7 +31,7 @@ class TaskSpec:
     with per-class initial labels, pool and evaluation set, labeled k at a time for `rounds`
     rounds, by `learner` ({name, options}). Episodes are class-balanced."""
 
-    dataset: str                       # a registered name, a .npz or image-folder path, or "synthetic"
+    dataset: str                       # a registered name, a .npz or image-folder path, or a SYNTHETIC_SOURCES name
     classes: tuple | None = None       # class ids or names (group names with by_group); None: all
     exclude: tuple = ()                # classes (or groups) never drawn: those held out of meta-training
     by_group: bool = False             # classes / exclude name class groups (Omniglot alphabets)
@@ -109,11 +109,12 @@ class TaskSpec:
 
     def sampler(self, data_root=None, device="cpu") -> tuple[EpisodeSampler | SyntheticTaskSampler, list[str]]:
         """The episode sampler of this task, and the notes on any cap (see episode_spec)."""
-        if self.dataset == SYNTHETIC:
+        if self.dataset in SYNTHETIC_SOURCES:
             spec = EpisodeSpec(n_ways=self.n_ways or 2, initial_per_class=self.initial_per_class,
                                pool_per_class=self.pool_per_class, eval_per_class=self.eval_per_class,
                                imbalance=self.imbalance)
-            return SyntheticTaskSampler(spec, device=device), budget_notes(spec, self.rounds, self.k)
+            sampler = SyntheticTaskSampler(spec, shape=SYNTHETIC_SOURCES[self.dataset], device=device)
+            return sampler, budget_notes(spec, self.rounds, self.k)
         dataset = load_dataset(self.dataset, data_root)
         spec, notes = self.episode_spec(dataset)
         return EpisodeSampler(dataset, spec, classes=self.class_ids(dataset), device=device), notes

@@ -20,7 +20,8 @@ def _help(text: str, **kwargs):
 
 @dataclass
 class SourceConfig:
-    dataset: str = _help("dataset name or path, or 'synthetic' for random Gaussian-mixture tasks", default="mnist")
+    dataset: str = _help("dataset name or path, or 'synthetic' ('synthetic_regions') for random Gaussian-mixture "
+                         "(Voronoi-region) tasks", default="mnist")
     held_out: list[int | str] = _help(
         "classes (ids or names; alphabets when by_group) never used for meta-training", default_factory=list)
     by_group: bool = _help("held_out names class groups (Omniglot alphabets)", default=False)

@@ -4,8 +4,9 @@ A per-task choice between them could only be learned from sources where each win
 This runs the shipped policy, margin and Cluster-Margin on synthetic tasks (random Gaussian
 mixtures, `metaal.data.synthetic`) in batches of 8 episodes that share one input dimension,
 and writes each batch's mean AULC differences, by regime and dimension. `--variant sources` is
-the synthetic sources as meta-training draws them; the other variants are low-dimensional,
-label-noise-free mixtures, to find which kind of source task Cluster-Margin wins.
+the synthetic sources as meta-training draws them; the `2d-*` variants are low-dimensional,
+label-noise-free mixtures, to find which kind of source task Cluster-Margin wins; the `regions*`
+variants are the second synthetic family (Voronoi regions of uniform density, stop 30).
 
     python benchmarks/results/attempts/policy_cluster/source_probe.py --batches 20
     python benchmarks/results/attempts/policy_cluster/source_probe.py --batches 20 --variant 2d-clean \\
@@ -47,6 +48,9 @@ VARIANTS = {  # SyntheticTaskSampler options
     "2d-clean-6clusters": dict(dims=(2,), label_noise=(0.0, 0.0), max_clusters_per_class=6),
     "2d-clean-6clusters-separated": dict(dims=(2,), label_noise=(0.0, 0.0), max_clusters_per_class=6,
                                          separation=(2.0, 4.0)),
+    # the second family (issue 14, stop 30): Voronoi regions of uniform density, which a linear head cannot fit
+    "regions": dict(shape="regions"),
+    "regions-2d-clean": dict(shape="regions", dims=(2,), label_noise=(0.0, 0.0)),
 }
 
 

@@ -107,7 +107,7 @@ def cross_validate(batches: list[dict], l2: float, folds: int = 5) -> dict:
     values, shares = [], []
     for fold in range(folds):
         train = [b for b, f in zip(batches, fold_of) if f != fold]
-        gate = fit_ridge(*_rows(train), l2)
+        gate = fit_ridge(*rows_of(train), l2)
         for b in (b for b, f in zip(batches, fold_of) if f == fold):
             share = (predict(gate, b["stats"]) > 0).mean(0)      # (B,) share of rounds to Cluster-Margin
             values.extend(share * b["lead"])
@@ -115,7 +115,9 @@ def cross_validate(batches: list[dict], l2: float, folds: int = 5) -> dict:
     return {"value_over_policy": float(np.mean(values)), "share_of_rounds_to_cluster_margin": float(np.mean(shares))}
 
 
-def _rows(batches: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+def rows_of(batches: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """The gate's training rows: every round of every episode of `batches` (each a dict with its
+    stats (rounds, B, S) and lead (B,)), with its episode's lead as the target."""
     x = np.concatenate([b["stats"].reshape(-1, b["stats"].shape[-1]) for b in batches])
     y = np.concatenate([np.broadcast_to(b["lead"], b["stats"].shape[:2]).reshape(-1) for b in batches])
     return x, y
@@ -158,7 +160,7 @@ def main():
     batches = collect(args.batches, args.with_label_agreement)
     validated = {l2: cross_validate(batches, l2) for l2 in penalties}
     l2 = max(penalties, key=lambda value: validated[value]["value_over_policy"])
-    gate = fit_ridge(*_rows(batches), l2)
+    gate = fit_ridge(*rows_of(batches), l2)
     leads = np.concatenate([b["lead"] for b in batches])
     summary = {"always_cluster_margin_over_policy": float(leads.mean()),
                "oracle_choice_over_policy": float(np.maximum(leads, 0).mean()), "l2": l2,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from metaal.errors import InputError
 from metaal.policy import load_policy
 from metaal.strategies import Strategy, make_strategy, register_strategy
 
@@ -59,7 +60,7 @@ class PolicyOrClusterMargin(Strategy):
         self.cluster_margin = make_strategy("cluster_margin")
         fitted = gate if isinstance(gate, dict) else json.loads(Path(gate).read_text())
         if fitted["stats"] != list(STATS):
-            raise ValueError(f"the gate was fitted on stats {fitted['stats']}, this plug-in computes {list(STATS)}")
+            raise InputError(f"the gate was fitted on stats {fitted['stats']}, this plug-in computes {list(STATS)}")
         self.weights, self.mean, self.std = (torch.tensor(fitted[key]) for key in ("weights", "mean", "std"))
         self.bias = float(fitted["bias"])
 
@@ -76,4 +77,3 @@ class PolicyOrClusterMargin(Strategy):
         if use_cm.any():
             picks = torch.where(use_cm[:, None], self.cluster_margin.select(ctx, k), picks)
         return picks
-

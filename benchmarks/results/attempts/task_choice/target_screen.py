@@ -30,7 +30,7 @@ from metaal.outputs import check_output_dir
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from fit_gate import RecordingPolicy, fit_ridge, predict  # noqa: E402
+from fit_gate import RecordingPolicy, fit_ridge, predict, rows_of  # noqa: E402
 from plugin import STATS, PolicyOrClusterMargin  # noqa: E402
 
 # targets that share their data or their generator, left out together
@@ -65,10 +65,7 @@ def leave_one_family_out(cells: list[dict], l2: float, data_root=None) -> list[d
     estimated from the policy's run, and, given `data_root`, measured by running the gate."""
     rows = []
     for held_out in sorted({family(c["target"]) for c in cells}):
-        train = [c for c in cells if family(c["target"]) != held_out]
-        x = np.concatenate([c["stats"].reshape(-1, c["stats"].shape[-1]) for c in train])
-        y = np.concatenate([np.broadcast_to(c["lead"], c["stats"].shape[:2]).reshape(-1) for c in train])
-        gate = fit_ridge(x, y, l2)
+        gate = fit_ridge(*rows_of([c for c in cells if family(c["target"]) != held_out]), l2)
         for c in (c for c in cells if family(c["target"]) == held_out):
             share = (predict(gate, c["stats"]) > 0).mean(0)
             rows.append({"target": c["target"], "regime": c["regime"], "lead": float(c["lead"].mean()),

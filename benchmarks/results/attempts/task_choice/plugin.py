@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from metaal.errors import InputError
+from metaal.features import entropy
 from metaal.policy import load_policy
 from metaal.strategies import Strategy, make_strategy, register_strategy
 
@@ -40,7 +41,7 @@ def round_stats(ctx, k: int) -> torch.Tensor:
     C = probs.shape[-1]
     predicted = torch.nn.functional.one_hot(probs.argmax(-1), C).float() * mask[..., None]
     share = predicted.sum(1) / count[:, None]
-    predicted_balance = -(share * share.clamp_min(1e-12).log()).sum(1) / torch.log(torch.tensor(float(C)))
+    predicted_balance = entropy(share) / torch.log(torch.tensor(float(C)))
     confident = ((probs.max(-1).values > 0.9).float() * mask).sum(1) / count
     columns = {"predicted_balance": predicted_balance, "k_over_pool": k / count, "confident_share": confident}
     for name in ("entropy", "margin", "dist_to_labeled", "local_density"):

@@ -23,6 +23,7 @@ TABLE_SEED_OFFSET = 10_000
 
 _IMAGE = dict(n_ways=5, pool_per_class=100, eval_per_class=200, rounds=20, k=5)
 _TABULAR = dict(n_ways=2, pool_per_class=100, eval_per_class=200, rounds=15, k=2)
+_MULTICLASS_TABULAR = dict(n_ways=None, pool_per_class=100, eval_per_class=200, rounds=20, k=5)  # every class
 TARGETS: dict[str, TaskSpec] = {
     "fashion_mnist": TaskSpec("fashion_mnist", **_IMAGE),
     "kmnist": TaskSpec("kmnist", **_IMAGE),
@@ -32,6 +33,7 @@ TARGETS: dict[str, TaskSpec] = {
     **{name: TaskSpec(name, **_TABULAR) for name in
        ("adult", "australian", "breast_cancer", "diabetis", "flare_solar", "german", "heart", "mushrooms",
         "waveform", "wdbc", "checkerboard2x2", "checkerboard4x4", "rotated_checkerboard2x2", "heart_scale")},
+    **{name: TaskSpec(name, **_MULTICLASS_TABULAR) for name in ("casp_rmsd5", "yeast_labelsets6")},
 }
 
 

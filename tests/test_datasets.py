@@ -33,6 +33,8 @@ EXPECTED = {
     "checkerboard4x4": (2000, 2, (2,)),
     "rotated_checkerboard2x2": (2000, 2, (2,)),
     "heart_scale": (270, 2, (13,)),
+    "casp_rmsd5": (45730, 5, (9,)),
+    "yeast_labelsets6": (617, 6, (103,)),
 }
 
 
@@ -88,6 +90,35 @@ def test_uci_labels_are_binary_ids(data_root):
     assert set(ds.train.y.tolist()) == {0, 1} and ds.class_names == ("0", "1")
     ds = load_dataset("heart_scale", data_root)
     assert ds.class_names == ("-1", "1")
+
+
+def test_casp_is_rmsd_quintiles(data_root):
+    ds = load_dataset("casp_rmsd5", data_root)
+    values = np.loadtxt(data_root / "casp-protein" / "CASP.csv", delimiter=",", skiprows=1)
+    counts = torch.bincount(torch.cat([ds.train.y, ds.test.y]))
+    assert (abs(counts - len(values) / 5) < 0.01 * len(values) / 5).all()  # equal but for tied RMSDs
+    # the features are the file's F1..F9 columns, in order (the first test row is some file row)
+    assert np.isclose(values[:, 1:], ds.test.X[0].numpy(), rtol=1e-6).all(1).any()
+    assert ds.class_names == ("q1", "q2", "q3", "q4", "q5")
+
+
+def test_yeast_keeps_its_six_commonest_label_sets(data_root):
+    ds = load_dataset("yeast_labelsets6", data_root)
+    counts = (torch.bincount(ds.train.y) + torch.bincount(ds.test.y)).tolist()
+    by_name = dict(zip(ds.class_names, counts))
+    assert by_name["2,3,11,12"] == by_name["3,4,11,12"] == 145 and by_name["4,5,11,12"] == 65
+    assert sum(counts) == 617
+
+
+def test_casp_with_another_header_is_refused(tmp_path, data_root):
+    (tmp_path / "casp-protein").mkdir()
+    lines = (data_root / "casp-protein" / "CASP.csv").read_text().splitlines()[:50]
+    (tmp_path / "casp-protein" / "CASP.csv").write_text("\n".join(['"F1",' + lines[0].split(",", 1)[1], *lines[1:]]))
+    with pytest.raises(CorruptDataError, match="expected the header RMSD,F1"):
+        load_dataset("casp_rmsd5", tmp_path)
+    (tmp_path / "casp-protein" / "CASP.csv").write_text("\n".join([lines[0], "1.0,abc" + ",1" * 8]))
+    with pytest.raises(CorruptDataError, match="numeric columns"):
+        load_dataset("casp_rmsd5", tmp_path)
 
 
 # ------------------------------------------------------------------ errors on the real formats

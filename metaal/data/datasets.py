@@ -265,12 +265,34 @@ def _load_libsvm(root: Path, name: str, file: str) -> Dataset:
     return make_dataset(name, *readers.read_libsvm(readers.require_file(root / "libact" / file, _FROM_SHARED)))
 
 
+def _load_casp_rmsd5(root: Path) -> Dataset:
+    """CASP protein structures (9 physicochemical features) as a 5-class task: the RMSD, a
+    regression target, cut at its quintiles into 5 ordered classes of equal size."""
+    path = readers.require_file(root / "casp-protein" / "CASP.csv", _FROM_SHARED)
+    values = readers.read_csv_columns(path, ("RMSD", *(f"F{i}" for i in range(1, 10))))
+    edges = np.quantile(values[:, 0], [0.2, 0.4, 0.6, 0.8])
+    y = np.searchsorted(edges, values[:, 0], side="right")
+    return make_dataset("casp_rmsd5", values[:, 1:], y, class_names=("q1", "q2", "q3", "q4", "q5"))
+
+
+def _load_yeast_labelsets6(root: Path) -> Dataset:
+    """The yeast gene-function set (103 features, 14 function labels per gene) as a 6-class
+    task: each gene's label set is its class (the label powerset), keeping the genes of the 6
+    commonest sets (617 of 1500; 145 down to 65 genes, so the classes are imbalanced)."""
+    path = readers.require_file(root / "libact" / "yeast_train.svm", _FROM_SHARED)
+    X, label_sets = readers.read_libsvm(path, multilabel=True)
+    names, counts = np.unique(label_sets, return_counts=True)
+    kept = names[np.argsort(-counts, kind="stable")[:6]]
+    keep = np.isin(label_sets, kept)
+    return make_dataset("yeast_labelsets6", X[keep], label_sets[keep])
+
+
 _UCI = ("adult", "australian", "breast_cancer", "diabetis", "flare_solar", "german", "heart",
         "mushrooms", "waveform", "wdbc")
 _CHECKERBOARDS = ("checkerboard2x2", "checkerboard4x4", "rotated_checkerboard2x2")
 
-# name -> loader(data_root) -> Dataset. Every dataset in the shared data folder that is a
-# single-label classification task (CASP is regression and yeast multi-label: not here).
+# name -> loader(data_root) -> Dataset. Every dataset in the shared data folder, CASP (a
+# regression) and yeast (multi-label) as the multi-class tasks their loaders describe.
 DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
 for _name, _loader in {
     "mnist": functools.partial(_load_mnist_family, name="mnist", folder="mnist", tv_class="MNIST"),
@@ -281,6 +303,8 @@ for _name, _loader in {
     **{n: functools.partial(_load_uci, name=n) for n in _UCI},
     **{n: functools.partial(_load_checkerboard, name=n) for n in _CHECKERBOARDS},
     "heart_scale": functools.partial(_load_libsvm, name="heart_scale", file="heart_scale"),
+    "casp_rmsd5": _load_casp_rmsd5,
+    "yeast_labelsets6": _load_yeast_labelsets6,
 }.items():
     DATASETS.register(_name, _loader)
 SHARED = tuple(DATASETS)  # the datasets of the shared data folder (the rest come from plug-ins)

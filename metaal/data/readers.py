@@ -7,6 +7,7 @@ anything from the file: pickles go through a restricted unpickler.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import pickle
@@ -120,8 +121,9 @@ def read_xy_pickle(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------------------- LIBSVM
 
-def read_libsvm(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Sparse LIBSVM text ('label idx:value ...', 1-based indices) into dense arrays."""
+def read_libsvm(path: Path, multilabel: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse LIBSVM text ('label idx:value ...', 1-based indices) into dense arrays. With
+    `multilabel`, each label is a comma-separated set ('2,3'), returned as that string."""
     labels, rows, line_no = [], [], 0
     try:
         text = path.read_text()
@@ -129,7 +131,7 @@ def read_libsvm(path: Path) -> tuple[np.ndarray, np.ndarray]:
             parts = line.split()
             if not parts:
                 continue
-            labels.append(float(parts[0]))
+            labels.append(",".join(str(int(c)) for c in parts[0].split(",")) if multilabel else float(parts[0]))
             rows.append({int(i): float(v) for i, v in (p.split(":") for p in parts[1:])})
             if rows[-1] and min(rows[-1]) < 1:
                 raise CorruptDataError(f"{path} line {line_no}: feature index {min(rows[-1])}; LIBSVM feature "
@@ -144,6 +146,22 @@ def read_libsvm(path: Path) -> tuple[np.ndarray, np.ndarray]:
         for j, v in row.items():
             X[i, j - 1] = v
     return X, np.asarray(labels)
+
+
+def read_csv_columns(path: Path, columns: tuple[str, ...]) -> np.ndarray:
+    """(N, len(columns)) floats of a CSV file with a header row that holds exactly `columns`."""
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows or tuple(rows[0]) != columns:
+            raise CorruptDataError(f"{path}: expected the header {','.join(columns)}, got "
+                                   f"{','.join(rows[0]) if rows else 'an empty file'}")
+        values = np.asarray(rows[1:], dtype=np.float64)
+    except (UnicodeDecodeError, ValueError, csv.Error) as e:
+        raise CorruptDataError(f"{path}: not a CSV of {len(columns)} numeric columns ({e})") from e
+    if values.ndim != 2 or len(values) == 0 or not np.isfinite(values).all():
+        raise CorruptDataError(f"{path}: needs at least one row of {len(columns)} finite numbers")
+    return values
 
 
 # ---------------------------------------------------------------------------- images

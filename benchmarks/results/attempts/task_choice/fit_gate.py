@@ -59,19 +59,42 @@ def label_agreement(ctx) -> torch.Tensor:
     return (agree * mask).sum(1) / mask.sum(1)
 
 
-class RecordingPolicy(Strategy):
-    """The shipped policy, keeping each round's stats (and the label agreement, if asked)."""
+LABEL_STATS = ("label_agreement", "head_fit", "labeled_nn_agreement")
 
-    def __init__(self, with_agreement: bool = False):
+
+def label_stats(ctx) -> torch.Tensor:
+    """(B, 3) how the head fits the labels bought so far: `label_agreement`; `head_fit`, the
+    head's accuracy on the labeled set it was fitted on (below 1 where a linear head cannot
+    separate even those); `labeled_nn_agreement`, the share of labeled samples whose nearest
+    other labeled sample has their label (the labels' local consistency in the embedding).
+    The head is refitted from the simulation (the same fit as the loop's, so the same head)."""
+    sim = ctx.simulation
+    fitted = sim.learner.fit(sim.prepared, sim.labeled_x, sim.labeled_y, sim.num_classes)
+    head_fit = (fitted.predict(sim.labeled_x).probs.argmax(-1) == sim.labeled_y).float().mean(1)
+    distances = torch.cdist(ctx.labeled_embedding, ctx.labeled_embedding)
+    distances.diagonal(dim1=1, dim2=2).fill_(float("inf"))
+    nearest = distances.argmin(-1)
+    consistency = (sim.labeled_y.gather(1, nearest) == sim.labeled_y).float().mean(1)
+    return torch.stack([label_agreement(ctx), head_fit, consistency], 1)
+
+
+class RecordingPolicy(Strategy):
+    """The shipped policy, keeping each round's stats (and the label agreement, or all three
+    label stats, if asked)."""
+
+    def __init__(self, with_agreement: bool = False, with_label_stats: bool = False):
         self.policy, self.rounds = load_policy(SHIPPED, device="cpu"), []
-        self.needs_simulation = with_agreement
+        self.with_label_stats = with_label_stats
+        self.needs_simulation = with_agreement or with_label_stats
 
     def score(self, ctx):
         return self.policy.score(ctx)
 
     def select(self, ctx, k):
         stats = round_stats(ctx, k)
-        if self.needs_simulation:
+        if self.with_label_stats:
+            stats = torch.cat([stats, label_stats(ctx)], 1)
+        elif self.needs_simulation:
             stats = torch.cat([stats, label_agreement(ctx)[:, None]], 1)
         self.rounds.append(stats)
         return self.policy.select(ctx, k)

@@ -54,14 +54,16 @@ def round_stats(ctx, k: int) -> torch.Tensor:
 @register_strategy("policy_or_cm")
 class PolicyOrClusterMargin(Strategy):
     reads_features = True
+    stats = STATS  # the gate's inputs, as `round_stats` computes them
 
     def __init__(self, gate: Path | dict = HERE / "gate.json"):
         """`gate`: a fitted gate's JSON file, or its dict (stats, weights, bias, mean, std)."""
         self.policy = load_policy(SHIPPED, device="cpu")
         self.cluster_margin = make_strategy("cluster_margin")
         fitted = gate if isinstance(gate, dict) else json.loads(Path(gate).read_text())
-        if fitted["stats"] != list(STATS):
-            raise InputError(f"the gate was fitted on stats {fitted['stats']}, this plug-in computes {list(STATS)}")
+        if fitted["stats"] != list(self.stats):
+            raise InputError(f"the gate was fitted on stats {fitted['stats']}, "
+                             f"this plug-in computes {list(self.stats)}")
         self.weights, self.mean, self.std = (torch.tensor(fitted[key]) for key in ("weights", "mean", "std"))
         self.bias = float(fitted["bias"])
 
@@ -70,7 +72,10 @@ class PolicyOrClusterMargin(Strategy):
 
     def predicted_advantage(self, ctx, k):
         """(B,) the gate's predicted AULC of Cluster-Margin minus the policy's."""
-        return ((round_stats(ctx, k) - self.mean) / self.std) @ self.weights + self.bias
+        return ((self.round_stats(ctx, k) - self.mean) / self.std) @ self.weights + self.bias
+
+    def round_stats(self, ctx, k):
+        return round_stats(ctx, k)
 
     def select(self, ctx, k):
         use_cm = self.predicted_advantage(ctx, k) > 0

@@ -27,6 +27,7 @@ from metaal.strategies import Strategy, make_strategy, register_strategy
 SHIPPED = Path(__file__).resolve().parents[2] / "meta_train_default" / "policy.pt"
 
 
+@register_strategy("typiclust_then_policy25")
 class TypiClustThenPolicy(Strategy):
     reads_features = True
     until = 0.25  # the share of the rounds TypiClust queries
@@ -42,11 +43,6 @@ class TypiClustThenPolicy(Strategy):
         # the share of the rounds done, the same in every pool row and (one round) every episode
         budget_used = float(ctx.features[0, 0, ctx.schema.index("budget_used")])
         return (self.typiclust if budget_used < self.until else self.policy).select(ctx, k)
-
-
-@register_strategy("typiclust_then_policy25")
-class TypiClustFirstQuarter(TypiClustThenPolicy):
-    until = 0.25
 
 
 @register_strategy("typiclust_then_policy50")

@@ -209,3 +209,25 @@ def test_a_grid_with_margin_as_its_only_baseline_writes_its_table(tmp_path, data
     markdown = (tmp_path / "table.md").read_text()
     assert "| kmnist | " in markdown and "| none run |  |" in markdown
     assert "policy_seqimit600 vs margin: mean Δ" in markdown and "best-ranked other baseline" not in markdown
+
+
+def test_grid_ceiling_counts_what_a_per_cell_choice_could_make_significant(tmp_path):
+    """On the committed report grid: the per-cell best of the label-free strategies, and the cells
+    where any of them is significantly above margin, match the table's own rows."""
+    ceiling = load_benchmark("grid_ceiling")
+    table = REPO / "benchmarks" / "results" / "transfer_table"
+    cells = ceiling.read_cells(table)
+    rows = ceiling.ceiling(cells, "policy")
+    not_choices = {"margin", "oracle", "pool_oracle", "expected_gain"}
+    label_free = {cell: {s: row for s, row in by.items() if s not in not_choices} for cell, by in cells.items()}
+    assert rows["all"]["cells"] == len(cells) == sum(rows[r]["cells"] for r in rows if r != "all")
+    assert rows["all"]["any_significant"] == sum(
+        any(row["p_holm"] < 0.05 and row["delta_vs_margin"] > 0 for row in by.values()) for by in label_free.values())
+    assert rows["all"]["strategy_significant"] <= rows["all"]["any_significant"]
+    assert rows["all"]["best_mean"] == pytest.approx(
+        np.mean([max(row["delta_vs_margin"] for row in by.values()) for by in label_free.values()]))
+    assert "best_gap_closed" in rows["balanced-k5"] and "best_gap_closed" not in rows["all"]
+    with pytest.raises(InputError, match="has no row for policy_v9"):
+        ceiling.ceiling(cells, "policy_v9")
+    with pytest.raises(InputError, match="does not exist"):
+        ceiling.read_cells(tmp_path)

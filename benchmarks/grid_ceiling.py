@@ -8,9 +8,9 @@ p < 0.05, as in the table), and the cells where at least one label-free strategy
 choice of strategy per cell, made in hindsight on these very seeds, could make significant at
 best. Also the mean over cells of the strategy's difference from margin and of the per-cell
 best one's, and, where the pool oracle ran, the share of the margin-to-pool-oracle gap each
-closes (summed over cells, as the grid's verdict does). In hindsight the per-cell best is
-optimistic (the largest of several noisy means): a ceiling, not a result. Writes
-GRID_DIR/ceiling_<strategy>.json and prints a markdown table.
+closes: all by the grid's own verdict (`metaal.commands.grid.versus_margin`). In hindsight the
+per-cell best is optimistic (the largest of several noisy means): a ceiling, not a result.
+Writes GRID_DIR/ceiling_<strategy>.json and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -21,9 +21,13 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from metaal.commands.grid import versus_margin
 from metaal.errors import InputError, exits_cleanly
 
-REFERENCES = {"oracle", "pool_oracle", "expected_gain"}  # they read labels: not choices a deployment has
+ALPHA = 0.05  # versus_margin's default: a cell counts where its Holm-adjusted p is below it
+# margin is what the others are measured against; the references read labels: not choices a deployment has
+NOT_CHOICES = {"margin", "oracle", "pool_oracle", "expected_gain"}
+HINDSIGHT = "per_cell_best"
 
 
 def read_cells(grid: Path) -> dict[tuple[str, str], dict[str, dict]]:
@@ -37,38 +41,49 @@ def read_cells(grid: Path) -> dict[tuple[str, str], dict[str, dict]]:
     return cells
 
 
-def significant(row: dict) -> bool:
-    return row["p_holm"] is not None and row["p_holm"] < 0.05 and row["delta_vs_margin"] > 0
-
-
 def ceiling(cells: dict, strategy: str) -> dict[str, dict]:
-    by_regime = defaultdict(list)
-    for (target, regime), rows in sorted(cells.items()):
-        if strategy not in rows:
-            raise InputError(f"the {target} {regime} cell has no row for {strategy}; it ran {sorted(rows)}")
-        choices = {name: row for name, row in rows.items() if name not in REFERENCES | {"margin"}}
-        best = max(choices, key=lambda name: choices[name]["delta_vs_margin"])
-        by_regime[regime].append({
-            "target": target, "strategy": rows[strategy]["delta_vs_margin"], "best": best,
-            "best_delta": choices[best]["delta_vs_margin"], "strategy_significant": significant(rows[strategy]),
-            "any_significant": sorted(name for name, row in choices.items() if significant(row)),
-            "pool_oracle": rows["pool_oracle"]["delta_vs_margin"] if "pool_oracle" in rows else None})
-    regimes = {regime: summary(rows) | {"per_cell": rows} for regime, rows in by_regime.items()}
+    """Per regime, the strategy against margin and the per-cell choice in hindsight against margin,
+    both by the grid's own verdict (`versus_margin`: Holm-significant cells, mean difference,
+    pool-oracle gap closed); then both over all regimes, without the gap."""
+    rows, per_cell = [row for by in cells.values() for row in by.values()], defaultdict(list)
+    for (target, regime), by in sorted(cells.items()):
+        if strategy not in by:
+            raise InputError(f"the {target} {regime} cell has no row for {strategy}; it ran {sorted(by)}")
+        rows.append(hindsight_row(target, regime, by))
+        per_cell[regime].append({"target": target, "best": rows[-1]["best"], "any_significant": sorted(
+            name for name, row in by.items() if name not in NOT_CHOICES and significant(row))})
+    out = {}
+    for regime, choices in per_cell.items():
+        mine, best = versus_margin(rows, regime, strategy), versus_margin(rows, regime, HINDSIGHT)
+        out[regime] = {"cells": mine["targets"], "strategy_significant": mine["above"],
+                       "any_significant": best["above"], "strategy_mean": mine["mean_delta"],
+                       "best_mean": best["mean_delta"], "per_cell": choices}
+        if best["pool_oracle_gap_closed"] is not None:  # where the pool oracle ran and is above margin
+            out[regime] |= {"strategy_gap_closed": mine["pool_oracle_gap_closed"],
+                            "best_gap_closed": best["pool_oracle_gap_closed"]}
     # no gap over all regimes: where the pool oracle is below margin it would shrink the denominator
-    return regimes | {"all": summary([row for rows in by_regime.values() for row in rows], gap=False)}
-
-
-def summary(rows: list[dict], gap: bool = True) -> dict:
-    n = len(rows)
-    out = {"cells": n, "strategy_significant": sum(r["strategy_significant"] for r in rows),
-           "any_significant": sum(bool(r["any_significant"]) for r in rows),
-           "strategy_mean": sum(r["strategy"] for r in rows) / n, "best_mean": sum(r["best_delta"] for r in rows) / n}
-    with_oracle = [r for r in rows if r["pool_oracle"] is not None] if gap else []
-    oracle_gain = sum(r["pool_oracle"] for r in with_oracle)
-    if with_oracle and oracle_gain > 0:  # where the pool oracle is not above margin there is no gap to close
-        out["strategy_gap_closed"] = sum(r["strategy"] for r in with_oracle) / oracle_gain
-        out["best_gap_closed"] = sum(r["best_delta"] for r in with_oracle) / oracle_gain
+    regimes, n = list(out.values()), sum(r["cells"] for r in out.values())
+    out["all"] = {"cells": n}
+    for key in ("strategy_significant", "any_significant"):
+        out["all"][key] = sum(r[key] for r in regimes)
+    for key in ("strategy_mean", "best_mean"):  # the mean over every cell
+        out["all"][key] = sum(r[key] * r["cells"] for r in regimes) / n
     return out
+
+
+def significant(row: dict) -> bool:
+    return row["p_holm"] is not None and row["p_holm"] < ALPHA and row["delta_vs_margin"] > 0
+
+
+def hindsight_row(target: str, regime: str, by: dict[str, dict]) -> dict:
+    """A table row for the cell's choice in hindsight: the mean difference of its best label-free
+    strategy, and the smallest Holm p of those above margin, so that `versus_margin` counts the
+    cell significant where any of them is."""
+    choices = {name: row for name, row in by.items() if name not in NOT_CHOICES}
+    best = max(choices, key=lambda name: choices[name]["delta_vs_margin"])
+    above = [row["p_holm"] for row in choices.values() if row["delta_vs_margin"] > 0 and row["p_holm"] is not None]
+    return {"target": target, "regime": regime, "strategy": HINDSIGHT, "best": best,
+            "delta_vs_margin": choices[best]["delta_vs_margin"], "p_holm": min(above, default=1.0)}
 
 
 def markdown(rows: dict, strategy: str) -> str:

@@ -16,7 +16,8 @@ primal step W -= lr * (Z^T (P - Y) / n + 2 l2 W) is exactly
 alpha -= lr * ((P - Y) / n + 2 l2 alpha), so each step costs O(n^2 C) instead of O(n d C) and
 batches of episodes and members become a few batched matmuls; the lookahead's refits (one
 per candidate) share the labeled set's Gram matrix, so they cost little more than one fit
-each of the candidates' border. `SmallCNN` is a
+each of the candidates' border. `FourierLogisticRegression` (`rff_logreg`) is the same head on
+random Fourier features, a kernel head for classes a linear one cannot separate. `SmallCNN` is a
 conventional convnet for image data (deployment and evaluation), trained one episode at a
 time, with MC dropout for its members.
 """
@@ -323,6 +324,49 @@ class LogisticRegression:
         return logits.softmax(2).permute(0, 3, 1, 2).contiguous()  # contiguous: class reductions 6x faster
 
 
+@dataclass
+class _FourierInputs(_LogRegInputs):
+    """The logistic head's input map, then random Fourier features: z -> sqrt(2/D) cos(z W + b)."""
+
+    omega: torch.Tensor | None = None  # (B, r, D) random frequencies
+    phase: torch.Tensor | None = None  # (B, 1, D) random phases
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        z = super().embed(x)
+        return math.sqrt(2 / self.omega.shape[-1]) * torch.cos(z @ self.omega + self.phase)
+
+
+class FourierLogisticRegression(LogisticRegression):
+    """The same logistic regression on `n_fourier` random Fourier features of its inputs: an RBF
+    kernel head (Rahimi and Recht 2007), for tasks a linear head cannot fit (class regions,
+    checkerboards). The kernel's width is `bandwidth` times the median pairwise distance of the
+    pool's mapped inputs (of its first 512 samples), from the pool alone, so no label leaks. Its
+    embedding, the space distances are measured in, is the Fourier features: the diversity
+    features see the kernel's geometry."""
+
+    name = "rff_logreg"
+
+    def __init__(self, n_fourier: int = 256, bandwidth: float = 1.0, **options):
+        if n_fourier < 1 or bandwidth <= 0:
+            raise InputError(f"rff_logreg needs n_fourier >= 1 and bandwidth > 0; got {n_fourier}, {bandwidth}")
+        super().__init__(**options)
+        self.n_fourier, self.bandwidth = n_fourier, bandwidth
+
+    def prepare(self, pool_x: torch.Tensor, generator: torch.Generator | None = None,
+                extra: dict[str, torch.Tensor] | None = None) -> _FourierInputs:
+        linear = super().prepare(pool_x, generator)
+        z = linear.sets["pool"]                                                  # (B, m, r)
+        sample = z[:, :512]
+        distance = torch.cdist(sample, sample).flatten(1)
+        sigma = distance.masked_fill(distance == 0, float("nan")).nanmedian(1).values.clamp_min(1e-6)
+        B, r = z.shape[0], z.shape[-1]
+        omega = torch.randn(B, r, self.n_fourier, generator=generator).to(z) / (self.bandwidth * sigma.view(B, 1, 1))
+        phase = (2 * math.pi * torch.rand(B, 1, self.n_fourier, generator=generator)).to(z)
+        inputs = _FourierInputs(linear.scale, linear.shift, linear.basis, {}, linear.low, linear.high, omega, phase)
+        inputs.sets = {name: inputs.embed(x) for name, x in {"pool": pool_x, **(extra or {})}.items()}
+        return inputs
+
+
 def _with_bias(z: torch.Tensor) -> torch.Tensor:
     """z (..., r) with a constant 1 appended: the bias as one more input."""
     return torch.cat([z, torch.ones_like(z[..., :1])], -1)
@@ -410,11 +454,28 @@ class SmallCNN:
 LEARNERS: Registry[type] = Registry("learner")
 LEARNERS.register("logreg", LogisticRegression)
 LEARNERS.register("cnn", SmallCNN)
+LEARNERS.register("rff_logreg", FourierLogisticRegression)
 
 
 def register_learner(name: str, learner: type | None = None, *, replace: bool = False):
     """Register a learner class (see Learner) under `name`, as a call or as a decorator."""
     return LEARNERS.register(name, learner, replace=replace)
+
+
+def constructor_options(cls: type) -> dict[str, inspect.Parameter]:
+    """A learner class's named constructor options. A subclass whose __init__ passes **options on
+    to its parent's (a plug-in extending a learner) accepts the parent's options too."""
+    options = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]  # without self
+        for p in parameters:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                options.setdefault(p.name, p)
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return options
 
 
 def learner_spec(spec: str | dict) -> dict:
@@ -423,9 +484,7 @@ def learner_spec(spec: str | dict) -> dict:
     spec = {"name": spec} if isinstance(spec, str) else dict(spec)
     if "name" not in spec:
         raise InputError(f"a learner is given as {{name: ..., options}}; got {spec} without a name")
-    cls = LEARNERS.get(spec["name"])
-    parameters = {k: p for k, p in inspect.signature(cls).parameters.items()
-                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    parameters = constructor_options(LEARNERS.get(spec["name"]))
     unknown = sorted(set(spec) - {"name"} - set(parameters))
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(parameters), n=1)

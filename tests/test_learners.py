@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset, make_dataset
-from metaal.learners import LogisticRegression, SmallCNN, make_learner, map_tensors
+from metaal.errors import InputError
+from metaal.learners import FourierLogisticRegression, LogisticRegression, SmallCNN, make_learner, map_tensors
 
 
 @pytest.fixture(scope="module")
@@ -133,9 +134,30 @@ def test_bad_fit_inputs(x, y, message):
         learner.fit(learner.prepare(torch.ones(2, 5, 4)), x, y, 5)
 
 
+def test_rff_logreg_fits_a_checkerboard_the_linear_head_cannot(data_root):
+    ds = load_dataset("checkerboard2x2", data_root)
+    batch = EpisodeSampler(ds, EpisodeSpec(n_ways=2, initial_per_class=1, pool_per_class=200,
+                                           eval_per_class=100)).sample_batch(range(4))
+    x, y = labeled(batch, 150)
+    fits = {}
+    for learner in (LogisticRegression(n_members=0), make_learner({"name": "rff_logreg", "n_members": 0})):
+        g = torch.Generator().manual_seed(0)
+        fits[learner.name] = accuracy(learner.fit(learner.prepare(batch.pool_x, g), x, y, 2, g), batch)
+    assert fits["logreg"] < 0.7 < 0.85 < fits["rff_logreg"]  # XOR-like classes: chance is 0.5
+    # the kernel's width and frequencies come from the pool alone, its embedding is the features
+    rff = FourierLogisticRegression(n_fourier=32)
+    prepared = rff.prepare(batch.pool_x, torch.Generator().manual_seed(1))
+    again = rff.prepare(batch.pool_x, torch.Generator().manual_seed(1), extra={"eval": batch.eval_x})
+    assert torch.equal(prepared.sets["pool"], again.sets["pool"]) and prepared.sets["pool"].shape == (4, 400, 32)
+    fitted = rff.fit(again, x, y, 2)
+    assert torch.allclose(fitted.predict_prepared("eval").probs, fitted.predict(batch.eval_x).probs, atol=1e-5)
+    with pytest.raises(InputError, match="rff_logreg needs n_fourier >= 1 and bandwidth > 0"):
+        FourierLogisticRegression(bandwidth=0)
+
+
 def test_make_learner():
     assert isinstance(make_learner("logreg", steps=5), LogisticRegression)
-    with pytest.raises(ValueError, match="unknown learner 'svm'; choose from logreg, cnn"):
+    with pytest.raises(ValueError, match="unknown learner 'svm'; choose from logreg, cnn, rff_logreg"):
         make_learner("svm")
 
 

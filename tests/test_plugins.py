@@ -12,7 +12,7 @@ import torch
 import metaal
 from metaal.data import DATASETS, TaskSpec, load_dataset
 from metaal.errors import InputError
-from metaal.learners import LEARNERS, learner_spec, make_learner
+from metaal.learners import LEARNERS, LogisticRegression, learner_spec, make_learner, register_learner
 from metaal.policy import load_policy
 from metaal.registry import Registry, load_plugins
 from metaal.strategies import STRATEGIES, make_strategy
@@ -143,3 +143,19 @@ def test_learner_specs_fill_defaults_and_refuse_unknown_options():
         learner_spec({"name": "logreg", "step": 3})
     with pytest.raises(InputError, match="without a name"):
         learner_spec({"steps": 3})
+
+
+def test_a_learner_extending_another_accepts_its_parents_options():
+    class WiderLogReg(LogisticRegression):  # a plug-in's pattern: its own options, the rest passed on
+        def __init__(self, width: int = 2, **options):
+            super().__init__(**options)
+            self.width = width
+
+    register_learner("test_wider_logreg", WiderLogReg, replace=True)
+    spec = learner_spec({"name": "test_wider_logreg", "width": 3, "steps": 7})
+    assert spec == {"name": "test_wider_logreg", "width": 3, "l2": 1e-3, "steps": 7, "n_members": 8,
+                    "n_components": 64}
+    learner = make_learner(spec)
+    assert (learner.width, learner.steps) == (3, 7)
+    with pytest.raises(InputError, match="has no option 'stepz'.*did you mean 'steps'"):
+        learner_spec({"name": "test_wider_logreg", "stepz": 3})

@@ -173,6 +173,11 @@ def test_compare_policies_pairs_two_policies_cell_by_cell(tmp_path):
     assert rows["imbalanced-k50"]["p_holm"] >= rows["imbalanced-k50"]["p"] and "p_holm" not in rows["all"]
     with pytest.raises(InputError, match="has no AULCs for \\['policy_v9'\\]"):
         compare.cell_differences(grid, "policy_v9", "policy")
+    without = compare.cell_differences(grid, "policy_seqval100", "policy", exclude=["kmnist", "mushrooms"])
+    assert sum(map(len, without.values())) == 55 - 4 - 4  # both hold all four regimes
+    assert (aulc["policy_seqval100"] - aulc["policy"]).mean() not in without["balanced-k50"]
+    with pytest.raises(InputError, match="names \\['kmnst'\\], which .* has no cells of"):
+        compare.cell_differences(grid, "policy_seqval100", "policy", exclude=["kmnst"])
 
 
 def test_compare_policies_replicates_per_cell_differences_on_other_seeds(tmp_path):

@@ -116,7 +116,7 @@ class TrainerConfig:
 
 @dataclass
 class LearnerConfig:
-    name: str = _help("the learner, by name (registered: logreg, cnn, and any plug-in's)", default="logreg")
+    name: str = _help("the learner, by name (registered: logreg, rff_logreg, cnn, and any plug-in's)", default="logreg")
     options: dict[str, Any] = _help("each learner's own options, under its name: {logreg: {l2: 0.001}, cnn: "
                                     "{steps: 50}}; only the named learner's are used (see --help-config)",
                                     default_factory=dict)

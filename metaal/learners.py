@@ -332,7 +332,10 @@ class _FourierInputs(_LogRegInputs):
     phase: torch.Tensor | None = None  # (B, 1, D) random phases
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        z = super().embed(x)
+        return self.fourier(super().embed(x))
+
+    def fourier(self, z: torch.Tensor) -> torch.Tensor:
+        """The random Fourier features of mapped inputs z."""
         return math.sqrt(2 / self.omega.shape[-1]) * torch.cos(z @ self.omega + self.phase)
 
 
@@ -363,7 +366,8 @@ class FourierLogisticRegression(LogisticRegression):
         omega = torch.randn(B, r, self.n_fourier, generator=generator).to(z) / (self.bandwidth * sigma.view(B, 1, 1))
         phase = (2 * math.pi * torch.rand(B, 1, self.n_fourier, generator=generator)).to(z)
         inputs = _FourierInputs(linear.scale, linear.shift, linear.basis, {}, linear.low, linear.high, omega, phase)
-        inputs.sets = {name: inputs.embed(x) for name, x in {"pool": pool_x, **(extra or {})}.items()}
+        # the pool is mapped already (z); the extra sets go through the whole map
+        inputs.sets = {"pool": inputs.fourier(z), **{name: inputs.embed(x) for name, x in (extra or {}).items()}}
         return inputs
 
 

@@ -149,6 +149,7 @@ def test_rff_logreg_fits_a_checkerboard_the_linear_head_cannot(data_root):
     prepared = rff.prepare(batch.pool_x, torch.Generator().manual_seed(1))
     again = rff.prepare(batch.pool_x, torch.Generator().manual_seed(1), extra={"eval": batch.eval_x})
     assert torch.equal(prepared.sets["pool"], again.sets["pool"]) and prepared.sets["pool"].shape == (4, 400, 32)
+    assert torch.equal(prepared.sets["pool"], prepared.embed(batch.pool_x))  # the pool, mapped once, is the whole map
     fitted = rff.fit(again, x, y, 2)
     assert torch.allclose(fitted.predict_prepared("eval").probs, fitted.predict(batch.eval_x).probs, atol=1e-5)
     with pytest.raises(InputError, match="rff_logreg needs n_fourier >= 1 and bandwidth > 0"):

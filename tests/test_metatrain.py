@@ -395,6 +395,11 @@ def test_bad_value_names_the_key(tmp_path):
     assert "'trainer': unknown trainer 'ppo'; choose from batch, oracle, reinforce" in result.stderr
 
 
+def test_an_oracle_horizon_below_one_is_refused():
+    with pytest.raises(ConfigError, match="horizon >= 1"):
+        load_config(MetaTrainConfig, SMOKE, ["--trainer.options.oracle.horizon", "0"])
+
+
 def test_validation_classes_must_be_held_out(tmp_path, data_root):
     cfg = load_config(MetaTrainConfig, SMOKE, ["data.sources=[{dataset: mnist, held_out: [5, 6, 7, 8]}]"])
     with pytest.raises(ConfigError, match=r"validation classes \['9'\] of mnist are also meta-training classes"):

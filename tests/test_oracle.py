@@ -10,7 +10,15 @@ from metaal.learners import LogisticRegression
 from metaal.loop import picks_labeled, run_active_learning
 from metaal.metrics import aulc
 from metaal.policy import PolicyNet, PolicyStrategy, after_picks
-from metaal.strategies import OneStepOracle, QueryContext, Simulation, candidate_gains, expected_gains, make_strategy
+from metaal.strategies import (
+    OneStepOracle,
+    QueryContext,
+    Simulation,
+    candidate_gains,
+    expected_gains,
+    make_strategy,
+    rollout_gains,
+)
 from metaal.strategies.lookahead import with_picks_labeled
 from metaal.trainers.batch import BatchSamplingRollout, leave_one_out_advantage, sample_batch
 from metaal.trainers.oracle import ImitatingRollout
@@ -116,6 +124,35 @@ def test_expected_gain_by_hand_and_without_labels(batch):
     blind = replace(sim, episode=replace(batch, pool_y=torch.zeros_like(batch.pool_y),
                                          eval_y=torch.zeros_like(batch.eval_y)))
     assert torch.equal(expected_gains(blind, candidates), gains)
+
+
+def test_rollout_gains_by_hand(batch):
+    """horizon 1 is the one-step gain; horizon 2 adds the k smallest-margin samples still
+    available under the fit with the candidate, and averages the two fits' accuracies."""
+    learner = LogisticRegression(n_members=0)
+    sim = simulation(batch, learner)
+    candidates = torch.tensor([[0, 7, 30], [1, 2, 3], [149, 50, 9], [4, 5, 6]])
+    available = torch.ones_like(batch.pool_y, dtype=torch.bool)
+    available[:, 40] = False  # already queried: the continuation must not pick it
+    assert torch.allclose(rollout_gains(sim, available, candidates, 1, 3), candidate_gains(sim, candidates), atol=1e-6)
+    gains = rollout_gains(sim, available, candidates, horizon=2, k=3)
+    b, j = 2, 1
+    i = int(candidates[b, j])
+
+    def fit_accuracy(extra):
+        x = torch.cat([batch.labeled_x, batch.pool_x[:, extra]], 1)
+        y = torch.cat([batch.labeled_y, batch.pool_y[:, extra]], 1)
+        fitted = learner.fit(sim.prepared, x, y, 5)
+        return fitted, float((fitted.predict_prepared("eval").probs.argmax(-1)[b] == batch.eval_y[b]).float().mean())
+
+    first, acc1 = fit_accuracy([i])
+    top2 = first.predict_prepared("pool").probs[b].topk(2, -1).values
+    margin = top2[:, 0] - top2[:, 1]
+    margin[[i, 40]] = float("inf")
+    _, acc2 = fit_accuracy([i] + margin.topk(3, largest=False).indices.tolist())
+    assert gains[b, j] == pytest.approx((acc1 + acc2) / 2 - float(sim.accuracy[b]), abs=1e-6)
+    with pytest.raises(ValueError, match="horizon >= 1"):
+        rollout_gains(sim, available, candidates, 0, 3)
 
 
 def test_lookahead_refits_in_bounded_chunks(batch, monkeypatch):
@@ -232,6 +269,21 @@ def test_sequential_rollout_teaches_the_marginal_gain_after_the_rounds_earlier_p
             assert torch.allclose(record["candidate_scores"], net.score(state).gather(1, candidates))
         assert torch.allclose(record["gains"], candidate_gains(with_picks_labeled(sim, picks[:, :j]), candidates))
     assert len(steps) > 1 and max(steps) > 0
+
+
+def test_rollout_with_a_horizon_teaches_the_multi_step_value_at_the_same_state(batch):
+    """With horizon > 1 the rollout records, at the same state and candidates, their rollout
+    gains over the samples still available (the round's earlier picks excluded)."""
+    net, sim, context = round_start(batch)
+    k, seed = 4, 1
+    selection = ImitatingRollout(net, n_candidates=6, sequential=True, horizon=2).query(context(seed), k)
+    picks, record = selection.indices, selection.record
+    j = int(torch.randint(k, (1,), generator=torch.Generator().manual_seed(seed)))
+    state = after_picks(context(seed), picks[:, :j])
+    expected = rollout_gains(with_picks_labeled(sim, picks[:, :j]), state.available, record["candidates"], 2, k)
+    assert torch.allclose(record["gains"], expected)
+    assert not torch.allclose(record["gains"], candidate_gains(with_picks_labeled(sim, picks[:, :j]),
+                                                               record["candidates"]))
 
 
 # ------------------------------------------------------------------ the batch trainer's sampled batches

@@ -306,7 +306,7 @@ def test_fine_tuning_starts_from_the_given_policy(tmp_path, data_root, smoke_run
     assert any(not torch.equal(v.cpu(), before[k]) for k, v in trainer.net.state_dict().items())
 
     wider = load_config(MetaTrainConfig, SMOKE, ["--policy.hidden", "32", "--policy.init_from", str(start)])
-    with pytest.raises(ConfigError, match="set policy.hidden and policy.context to match"):
+    with pytest.raises(ConfigError, match="set policy.hidden, policy.context and policy.attention to match"):
         MetaTrainer(wider, tmp_path / "wider", data_root=data_root)
     missing = load_config(MetaTrainConfig, SMOKE, ["--policy.init_from", str(tmp_path / "nope.pt")])
     with pytest.raises(MetaalError, match="no policy checkpoint at"):
@@ -393,6 +393,19 @@ def test_bad_value_names_the_key(tmp_path):
     result = run_script("--config", str(bad), "--out", str(tmp_path / "o"))
     assert result.returncode == 2
     assert "'trainer': unknown trainer 'ppo'; choose from batch, oracle, reinforce" in result.stderr
+
+
+def test_a_policy_with_attention_meta_trains_into_a_checkpoint_that_keeps_it(tmp_path, data_root):
+    cfg = load_config(MetaTrainConfig, SMOKE, ["--policy.attention", "true", "--trainer.steps", "2",
+                                               "--validation.every", "2", "--wandb.mode", "disabled"])
+    trainer = MetaTrainer(cfg, tmp_path / "run", data_root=data_root)
+    start = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+    trainer.run(progress=False)
+    policy = load_policy(tmp_path / "run" / "policy.pt", device="cpu")
+    assert policy.net.hparams["attention"] and any(
+        not torch.equal(v, start[k]) for k, v in trainer.net.state_dict().items() if k.startswith("key."))
+    with pytest.raises(ConfigError, match="policy.attention weights the pool's summary, so it needs policy.context"):
+        load_config(MetaTrainConfig, SMOKE, ["--policy.context", "false", "--policy.attention", "true"])
 
 
 def test_an_oracle_horizon_below_one_is_refused():

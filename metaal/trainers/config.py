@@ -67,16 +67,23 @@ class LoopConfig:
 class PolicyConfig:
     hidden: int = _help("hidden units", default=64)
     context: bool = _help("also read a pooled summary of the pool", default=True)
+    attention: bool = _help("with context: each sample's summary of the pool is weighted by attention (one head, "
+                            "starting uniform) instead of the pool's mean for all",
+                            default=False)
     init: Literal["margin", "random"] = _help("start as margin sampling, or from random weights", default="margin")
     init_scale: float = _help("margin start: score = -init_scale * margin. Keep it near the target's "
                               "scale: a steep start spends the first steps flattening, scrambling the ranking",
                               default=1.0)
     init_from: str | None = _help("a policy.pt to start from instead of `init` (fine-tuning, e.g. with another "
-                                  "trainer); its hidden and context must match these", default=None)
+                                  "trainer); its hidden, context and attention must match these", default=None)
     features: Literal[1, 2] = _help("the feature schema version a new policy reads (features.READABLE_SCHEMAS): 1, "
                                     "the first 11 features, as the shipped policy; 2 adds embedding_norm, "
                                     "expected_gradient_length and pool_predicted_share (no better so far, RESULTS.md). "
                                     "With init_from, the checkpoint's", default=1)
+
+    def validate(self):
+        if self.attention and not self.context:
+            raise InputError("policy.attention weights the pool's summary, so it needs policy.context: true")
 
 
 @dataclass

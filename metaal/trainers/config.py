@@ -68,7 +68,8 @@ class PolicyConfig:
     hidden: int = _help("hidden units", default=64)
     context: bool = _help("also read a pooled summary of the pool", default=True)
     attention: bool = _help("with context: each sample's own summary of the pool, weighted by linear attention "
-                            "(starting as the mean), instead of the pool's one mean for all", default=False)
+                            "(starting as the mean), instead of the pool's one mean for all "
+                            "(no better so far, RESULTS.md)", default=False)
     init: Literal["margin", "random"] = _help("start as margin sampling, or from random weights", default="margin")
     init_scale: float = _help("margin start: score = -init_scale * margin. Keep it near the target's "
                               "scale: a steep start spends the first steps flattening, scrambling the ranking",

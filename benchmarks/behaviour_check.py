@@ -56,7 +56,7 @@ def differences(before: dict, after: dict) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--policy", default=str(ROOT / "benchmarks/results/meta_train_default/policy.pt"))
+    parser.add_argument("--policy", default="linear")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--out", required=True)
     parser.add_argument("--overwrite", action="store_true")

@@ -22,7 +22,7 @@ from metaal.commands import grid
 
 HERE = Path(__file__).resolve().parent
 DEFAULTS = {
-    "--policy": str(HERE / "results" / "meta_train_default" / "policy.pt"),
+    "--policy": "linear",
     "--out": str(HERE / "results" / "deep_table"),
     "--targets": "fashion_mnist,kmnist,mnist_digits_5-9,omniglot_sanskrit_tagalog_all",
     "--regimes": "balanced-k50,imbalanced-k50",

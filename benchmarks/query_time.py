@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--batch-size", type=int, default=8192)
     parser.add_argument("--model", default="mlp", choices=["mlp", "cnn"], help="the user's classifier")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--policy", default=str(HERE / "results" / "meta_train_default" / "policy.pt"))
+    parser.add_argument("--policy", default="linear")
     parser.add_argument("--out", type=Path, help="the JSON to write (default: results/query_time_MODEL_DEVICE.json)")
     parser.add_argument("--overwrite", action="store_true", help="replace this benchmark's earlier JSON")
     parser.add_argument("--plugins", help=PLUGINS_HELP)

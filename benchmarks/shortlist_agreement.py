@@ -92,7 +92,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--shortlists", default=f"1024,{SHORTLIST}", help="comma-separated shortlist sizes")
-    parser.add_argument("--policy", default=str(HERE / "results" / "meta_train_default" / "policy.pt"))
+    parser.add_argument("--policy", default="linear")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "shortlist_agreement.json")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier JSON at --out")
     args = parser.parse_args()

@@ -1,5 +1,6 @@
 """The benchmark grid (`metaal grid`, metaal/commands/grid.py) with this repository's defaults:
-the shipped policy and benchmarks/results/transfer_table/ as the output.
+benchmarks/results/transfer_table/ as the output (the policy: the shipped one matched to the
+learner, as in `metaal grid`).
 
     python benchmarks/transfer_grid.py --data-root ../shared/data --jobs 2 [any `metaal grid` option]
 """
@@ -10,8 +11,7 @@ from pathlib import Path
 from metaal.commands import grid
 
 HERE = Path(__file__).resolve().parent
-DEFAULTS = {"--policy": str(HERE / "results" / "meta_train_default" / "policy.pt"),
-            "--out": str(HERE / "results" / "transfer_table")}
+DEFAULTS = {"--out": str(HERE / "results" / "transfer_table")}
 
 
 def main(argv: list[str] | None = None) -> int:

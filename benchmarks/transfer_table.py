@@ -138,7 +138,7 @@ def main(argv=None):
     load_plugins_from_argv(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--policy", default=str(HERE / "results" / "meta_train_default" / "policy.pt"))
+    parser.add_argument("--policy", default="linear")
     parser.add_argument("--policy-selection", choices=SELECTIONS, default="sequential",
                         help="the policy's selection (the committed table's attempts ran top-k)")
     parser.add_argument("--datasets", default=",".join(TARGETS), help="comma-separated targets")

@@ -1,9 +1,10 @@
 """The `metaal` command (also `python -m metaal`): one subcommand per job.
 
     metaal meta-train --config default --data-root DIR [--out DIR] [--key value ...]
-    metaal transfer --policy POLICY.pt --dataset NAME --out DIR [...]
+    metaal transfer --dataset NAME --out DIR [--policy NAME_OR_PATH] [...]
     metaal grid --data-root DIR [--jobs N] [...]
     metaal data [NAMES] [--data-root DIR]
+    metaal policies [NAMES] [--json]
 
 `metaal COMMAND --help` lists each one's options.
 """
@@ -21,6 +22,7 @@ COMMANDS = {
     "transfer": ("metaal.commands.transfer", "evaluate a frozen policy on a dataset it never saw, against baselines"),
     "grid": ("metaal.commands.grid", "the benchmark grid: every target in every regime, 50 report seeds"),
     "data": ("metaal.commands.data", "list the datasets in the data root and check that each loads"),
+    "policies": ("metaal.commands.policies", "list the policies shipped inside metaal, each with its learner"),
 }
 
 

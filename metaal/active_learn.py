@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from metaal.deploy import _first, _pool_size, _rows, select
+from metaal.deploy import _first, _pool_size, _rows, eval_mode, resolve_strategy, select
 from metaal.errors import InputError
 from metaal.strategies import Strategy
 
@@ -67,23 +67,27 @@ def _labels(label_fn: Callable, index: torch.Tensor, num_classes: int) -> torch.
 def _accuracy(model: nn.Module, test, batch_size: int) -> float:
     x, y = test
     device = next(model.parameters()).device
-    model.eval()
     correct = 0
-    for i in range(0, len(x), batch_size):
-        logits = _first(model(x[i:i + batch_size].to(device)))  # logits, or (logits, embedding)
-        correct += int((logits.argmax(1).cpu() == y[i:i + batch_size].cpu()).sum())
+    with eval_mode(model):
+        for i in range(0, len(x), batch_size):
+            logits = _first(model(x[i:i + batch_size].to(device)))  # logits, or (logits, embedding)
+            correct += int((logits.argmax(1).cpu() == y[i:i + batch_size].cpu()).sum())
     return correct / len(x)
 
 
-def active_learn(strategy: Strategy, model: nn.Module, train_fn: Callable, pool, label_fn: Callable, rounds: int,
-                 k: int, num_classes: int, *, initial=10, test=None, log: Callable[[dict], None] | None = None,
-                 progress: bool = True, seed: int = 0, **select_options) -> History:
+def active_learn(strategy: Strategy | str | None, model: nn.Module, train_fn: Callable, pool, label_fn: Callable,
+                 rounds: int, k: int, num_classes: int, *, initial=10, test=None,
+                 log: Callable[[dict], None] | None = None, progress: bool = True, seed: int = 0,
+                 **select_options) -> History:
     """Run `rounds` rounds of active learning with `strategy` on your model; returns the History.
 
+    `strategy` is what metaal.select takes: a Strategy, a shipped policy's or a baseline's name,
+    a checkpoint's path, or None for the shipped policy of a linear head.
     `pool` is a tensor or an unshuffled DataLoader of unlabeled inputs; `label_fn(indices)`
     returns their labels; `initial` is the number of random first labels, or their pool
     indices; `test` an optional (x, y) to evaluate on after each training; `log` is called
     with each round's entry (e.g. `wandb.log`). Other keyword options go to metaal.select."""
+    strategy = resolve_strategy(strategy, select_options.get("device", "auto"))
     n = _pool_size(pool)
     if rounds < 1 or k < 1:
         raise InputError(f"rounds and k must be >= 1; got rounds={rounds}, k={k}")

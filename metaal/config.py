@@ -17,9 +17,8 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar, Union
 
-import yaml
-
 from metaal.errors import MetaalError
+from metaal.limits import load_yaml
 
 T = TypeVar("T")
 NoneType = type(None)
@@ -80,13 +79,11 @@ def help_text(schema: type) -> str:
 def _read_yaml(path: str) -> dict:
     try:
         with open(path, "rb") as file:  # bytes, so bad encodings surface as YAML errors with a position
-            data = yaml.safe_load(file)
+            data = load_yaml(file.read(), path, error=ConfigError)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if data is None:  # an empty file means "all defaults"
         return {}
     if not isinstance(data, dict):
@@ -111,10 +108,8 @@ def _override_pairs(args: Sequence[str]) -> list[tuple[str, Any]]:
             raise ConfigError(f"command line: expected '--key value' or 'key=value', got {arg!r}")
         if "" in key.split("."):
             raise ConfigError(f"command line: bad key {key!r} in {arg!r}; keys look like 'trainer.lr'")
-        try:  # "None" is how a W&B sweep agent passes null
-            pairs.append((key, None if text.strip() == "None" else yaml.safe_load(text)))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"command line: cannot read the value of '{key}' ({text!r}) as YAML: {exc}") from None
+        what = f"command line: cannot read the value of '{key}' ({text[:200]!r}) as YAML"
+        pairs.append((key, None if text.strip() == "None" else load_yaml(text, what, ConfigError)))  # a sweep's null
     return pairs
 
 

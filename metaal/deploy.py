@@ -1,10 +1,14 @@
 """Use a query strategy, a frozen policy or a baseline, inside your own active-learning loop.
 
     import metaal
-    policy = metaal.load_policy("policy.pt")                  # device="auto": GPU when present
-    picked = metaal.select(policy, model, pool, k=10,
+    picked = metaal.select("linear", model, pool, k=10,        # device="auto": GPU when present
                            labeled_x=x_labeled, labeled_y=y_labeled, num_classes=10)
     # picked: (10,) indices into `pool`, best first
+
+The strategy is a Strategy (metaal.load_policy(...), make_strategy(...)), a shipped policy's
+name ("linear", "kernel"), a baseline's name ("margin"), a policy checkpoint's path, or None:
+the shipped policy matched to a linear head (DEFAULT_POLICY), which is what a network whose
+last layer is linear on its embedding is.
 
 `model` is your trained classifier: `model(x)` returns logits (N, C), or a tuple
 (logits, embedding) if it has an embedding (distances are measured in it; without one, in
@@ -30,6 +34,9 @@ while the pool streams, so they work on pools of any size too.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -41,7 +48,9 @@ from metaal.errors import InputError, NonFiniteError
 from metaal.features import DENSITY_NEIGHBOURS, PoolStatistics, compute_features, predicted_shares, reference_subset
 from metaal.learners import Prediction
 from metaal.loop import picks_labeled
-from metaal.strategies import QueryContext, Strategy
+from metaal.policy import load_policy
+from metaal.strategies import STRATEGIES, QueryContext, Strategy, make_strategy
+from metaal.zoo import DEFAULT_POLICY, is_policy_name
 
 
 def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, mc_passes: int,
@@ -143,6 +152,21 @@ class _Candidates:
         self.pred = Prediction(pred.probs[:, top], members, pred.embedding[:, top])
 
 
+def resolve_strategy(strategy: Strategy | str | None, device: str | torch.device = "auto") -> Strategy:
+    """A strategy as given, or by name: a shipped policy's, a baseline's, or a checkpoint's path;
+    None is the shipped policy for a linear head (DEFAULT_POLICY)."""
+    if isinstance(strategy, Strategy):
+        return strategy
+    if strategy is None or is_policy_name(strategy):
+        return load_policy(strategy or DEFAULT_POLICY, device=device)
+    if isinstance(strategy, str) and strategy in STRATEGIES:
+        return make_strategy(strategy)
+    if not isinstance(strategy, (str, os.PathLike)):
+        raise InputError(f"strategy must be a Strategy, a name or a policy checkpoint's path; got "
+                         f"{type(strategy).__name__}")
+    return load_policy(strategy, device=device)
+
+
 def _excluded(exclude, n: int) -> torch.Tensor:
     """`exclude` (None, a bool mask (n,) or pool indices) as a bool mask (n,) on the CPU."""
     if exclude is None:
@@ -197,13 +221,38 @@ def _margin_prescore(pred: Prediction) -> torch.Tensor:
     return top2[:, 1] - top2[:, 0]
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """The model in eval mode inside; outside, every module back in the mode it was found in (so
+    the caller's next training round keeps its dropout and batch-norm updates)."""
+    modes = [(module, module.training) for module in model.modules()]  # parents before children
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.train(training)
+
+
+def _keeps_model_modes(fn):
+    """`fn(strategy, model, ...)` leaves the caller's model in the modes it found it in."""
+    @functools.wraps(fn)
+    def run(strategy, model, *args, **kwargs):
+        with eval_mode(model):
+            return fn(strategy, model, *args, **kwargs)
+    return run
+
+
+@_keeps_model_modes
 @torch.inference_mode()
-def select(strategy: Strategy, model: nn.Module, pool, k: int, labeled_x: torch.Tensor, labeled_y: torch.Tensor,
-           num_classes: int, *, exclude=None, budget_used: float = 0.0, batch_size: int = 4096, mc_passes: int = 0,
-           candidates: int | None = None, reference_size: int | None = None, shortlist: int | None = SHORTLIST,
+def select(strategy: Strategy | str | None, model: nn.Module, pool, k: int, labeled_x: torch.Tensor,
+           labeled_y: torch.Tensor, num_classes: int, *, exclude=None, budget_used: float = 0.0,
+           batch_size: int = 4096, mc_passes: int = 0, candidates: int | None = None,
+           reference_size: int | None = None, shortlist: int | None = SHORTLIST,
            device: str | torch.device = "auto", seed: int = 0, return_scores: bool = False):
     """The k pool indices to label next, best first (and their scores, with return_scores).
 
+    `strategy`: a Strategy, a name, a checkpoint's path or None (resolve_strategy says which).
     `exclude`: pool samples never to pick (a bool mask or indices), e.g. those labeled already.
     A strategy that selects jointly (coreset, badge, cluster_margin, typiclust, probcover, the
     sequential policy) chooses among the `candidates` best-scored samples of the streamed pool
@@ -212,7 +261,8 @@ def select(strategy: Strategy, model: nn.Module, pool, k: int, labeled_x: torch.
     features.DENSITY_REFERENCE = 512); fewer make a policy's features cheaper and noisier.
     `shortlist`: a strategy that reads features (the policy) has them computed only for this
     many pool samples of smallest margin (default SHORTLIST = 4096; None: every sample, exact).
-    RESULTS.md, "Query time", measures both approximations."""
+    RESULTS.md, "Query time", measures both. The model runs in eval mode, then is left as found."""
+    strategy = resolve_strategy(strategy, device)
     excluded = _excluded(exclude, _pool_size(pool))
     _check_inputs(strategy, pool, k, labeled_x, labeled_y, num_classes, excluded, reference_size, shortlist)
     n, device = len(excluded), resolve_device(device)

@@ -34,10 +34,10 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
 from metaal.errors import InputError
+from metaal.limits import load_yaml
 from metaal.registry import Registry
 
 
@@ -502,10 +502,9 @@ def learner_spec(spec: str | dict) -> dict:
 def parse_learner(text: str) -> dict:
     """A learner given on the command line, a name or a YAML mapping {name: NAME, option: value},
     as its full spec."""
-    try:
-        given = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise InputError(f"learner {text!r} is neither a name nor a YAML mapping ({e})") from None
+    given = load_yaml(text, f"learner {text[:200]!r}")
+    if not isinstance(given, (str, dict)):
+        raise InputError(f"learner {text[:200]!r} is neither a name nor a YAML mapping {{name: NAME, option: value}}")
     return learner_spec(given)
 
 

@@ -12,10 +12,12 @@ the score lets it express the classic heuristics (margin, entropy) from the star
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import os
 import pickle
 import re
+import sys
 from pathlib import Path
 
 import torch
@@ -24,8 +26,10 @@ from torch import nn
 from metaal.device import resolve_device
 from metaal.errors import CheckpointError, InputError
 from metaal.features import READABLE_SCHEMAS, SCHEMA, FeatureSchema, columns_for
+from metaal.learners import LEARNERS, learner_spec
 from metaal.strategies import QueryContext, Strategy
 from metaal.version import __version__
+from metaal.zoo import SHIPPED, is_policy_name, policy_file
 
 CHECKPOINT_FORMAT = "metaal-policy"
 CHECKPOINT_VERSION = 1
@@ -236,14 +240,14 @@ SELECTIONS = ("sequential", "top-k")
 _POLICY_KEYS = ("format", "format_version", "metaal_version", "feature_schema", "hparams", "state_dict")
 
 
-def load_policy(path: str | os.PathLike, device: str | torch.device = "auto",
+def load_policy(name_or_path: str | os.PathLike, device: str | torch.device = "auto",
                 sequential: bool = True) -> PolicyStrategy:
-    """Load a frozen policy as a query strategy (`sequential`: picking a round's k one at a
-    time, the default; False: top-k, see PolicyStrategy). Refuses, with a PolicyLoadError
-    that says why, any file that is not a complete, finite policy checkpoint of this metaal."""
-    path = Path(path)
-    if not path.is_file():
-        raise PolicyLoadError(f"no policy checkpoint at {path}")
+    """Load a frozen policy as a query strategy: a shipped policy by name (`metaal policies`
+    lists them: "linear", "kernel") or a checkpoint file by path. `sequential`: pick a round's k
+    one at a time, the default; False: top-k (see PolicyStrategy). Refuses, with a
+    PolicyLoadError that says why, any file that is not a complete, finite policy checkpoint of
+    this metaal."""
+    path = policy_file(name_or_path, error=PolicyLoadError)
     payload = read_checkpoint(path, "policy checkpoint", error=PolicyLoadError)
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise PolicyLoadError(f"{path} is a torch file but not a metaal policy checkpoint "
@@ -262,10 +266,63 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "auto",
                               f"v{schema.version} has {len(schema.names)}; the checkpoint is inconsistent, retrain it")
     net.to(resolve_device(device))
     config = payload.get("config", {})
-    return PolicyStrategy(net, info={"path": str(path), "config": config, **payload.get("info", {}),
-                                             "tasks": payload.get("tasks") or {},
-                                             "learner": payload.get("learner") or _learner_of_old(config)},
-                          sequential=sequential)
+    info = {"path": str(path), "config": config, **payload.get("info", {}), "tasks": payload.get("tasks") or {},
+            "learner": payload.get("learner") or _learner_of_old(config)}
+    if is_policy_name(name_or_path):  # what trains it, and what it was measured to do
+        entry = SHIPPED[name_or_path]
+        info["shipped"] = {"name": entry.name, "config": entry.config, "command": entry.command,
+                           "benchmark": entry.benchmark, "sha256": entry.sha256}
+    return PolicyStrategy(net, info=info, sequential=sequential)
+
+
+# ---------------------------------------------------------------------------- policy and learner
+
+@functools.cache
+def shipped_learner(name: str) -> str | None:
+    """The learner a shipped policy was meta-trained with, as its checkpoint records it."""
+    payload = read_checkpoint(policy_file(name, error=PolicyLoadError), "policy checkpoint", error=PolicyLoadError)
+    return (payload.get("learner") or _learner_of_old(payload.get("config", {}))).get("name")
+
+
+def matched_policy(learner: str | dict) -> str:
+    """The name of the shipped policy meta-trained with this learner (a name or a spec)."""
+    name = learner if isinstance(learner, str) else learner["name"]
+    for policy in SHIPPED:
+        if shipped_learner(policy) == name:
+            return policy
+    pairs = ", ".join(f"{p} for {shipped_learner(p)}" for p in SHIPPED)
+    raise InputError(f"no shipped policy is meta-trained for the learner {name!r} (shipped: {pairs}). Name one "
+                     f"anyway with --policy NAME_OR_PATH (policy= in the API), or meta-train one: metaal "
+                     f"meta-train --config default --learner.name {name}")
+
+
+def policy_learner(policy: PolicyStrategy) -> dict:
+    """The full spec of the learner a policy was meta-trained with; refuses one this metaal
+    does not have (a plug-in's learner whose module is not loaded), saying what to do."""
+    recorded = policy.info.get("learner") or {"name": "logreg"}
+    if recorded.get("name") not in LEARNERS:
+        raise InputError(f"the policy {policy.info.get('path')} was meta-trained with the learner "
+                         f"{recorded.get('name')!r}, which this metaal does not have (it has {', '.join(LEARNERS)}): "
+                         "load the plug-in that registers it (--plugins MODULE), or choose the learner to run it "
+                         "with (--learner NAME)")
+    return learner_spec(recorded)
+
+
+def policy_pairing(label: str, policy: PolicyStrategy, learner: dict) -> dict:
+    """How a policy and the learner it runs with go together, for a run's summary. A policy
+    meta-trained for another learner is warned about on stderr, naming the matched one."""
+    own, used = (policy.info.get("learner") or {}).get("name"), learner["name"]
+    try:
+        matched = matched_policy(used)
+    except InputError:
+        matched = None
+    if own != used:
+        hint = (f"the shipped policy for {used} is {matched!r} (name no policy to use it)" if matched
+                else f"no shipped policy is meta-trained for {used}")
+        print(f"warning: the policy {label!r} was meta-trained with the learner {own}, and runs here with {used}; "
+              f"{hint}", file=sys.stderr)
+    return {"policy": label, "policy_learner": own, "learner": used, "matched": own == used,
+            "matched_policy": matched}
 
 
 def _learner_of_old(config: dict) -> dict:

@@ -3,6 +3,7 @@ on the command line, a MetaalError in the API, and nothing lost."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from tests.conftest import REPO
 TRANSFER = REPO / "experiments" / "transfer.py"
 META_TRAIN = REPO / "experiments" / "meta_train.py"
 SMOKE = REPO / "metaal" / "configs" / "smoke.yaml"
-POLICY = REPO / "benchmarks" / "results" / "meta_train_default" / "policy.pt"
+POLICY = REPO / "metaal" / "policies" / "linear.pt"
 
 
 def run(script, *args, cwd=None):
@@ -240,3 +241,142 @@ def test_benchmark_scripts_exit_cleanly_too(tmp_path, data_root):
     result = run(REPO / "benchmarks" / "baselines.py", "--data-root", data_root, "--policy", tmp_path / "none.pt",
                  "--out", tmp_path / "o")
     assert "no policy checkpoint at" in one_line_error(result)
+
+
+# ------------------------------------------------------------------ issue 41: memory, races, modes, conversions
+
+def metaal_cli(*args) -> int:
+    from metaal.__main__ import main
+    return main([str(a) for a in args])
+
+
+def test_a_config_of_nested_yaml_aliases_is_refused_before_it_expands(tmp_path, capsys):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
+              f"*a{i - 1}, *a{i - 1}]" for i in range(1, 9)]  # 10^9 values in 400 bytes
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\nseed: 0\n")
+    assert metaal_cli("meta-train", "--config", bomb, "--out", tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    expanded = re.search(r"expands to ([\d,]+) values through YAML aliases", err)
+    assert expanded and int(expanded.group(1).replace(",", "")) > 10**9 and "the 100,000 a config" in err
+    assert not (tmp_path / "run").exists()
+    flow = "{" + ", ".join(lines) + ", name: logreg}"  # the same as a --learner mapping on the command line
+    assert metaal_cli("transfer", "--dataset", "wdbc", "--learner", flow, "--out", tmp_path / "t") == 2
+    assert "values through YAML aliases" in capsys.readouterr().err
+
+
+def test_an_absurd_seed_count_is_refused_naming_it_and_the_memory(tmp_path, data_root, capsys):
+    assert metaal_cli("transfer", "--dataset", "wdbc", "--data-root", data_root, "--seeds", 1_000_000_000,
+                      "--out", tmp_path / "t", "--wandb-mode", "disabled") == 2
+    err = capsys.readouterr().err
+    assert "1,000,000,000 seeds, episodes run as one batch" in err and "of memory available" in err
+    assert not (tmp_path / "t").exists()  # refused before the run opened its folder
+    assert metaal_cli("grid", "--data-root", data_root, "--seeds", 1_000_000_000, "--targets", "wdbc",
+                      "--out", tmp_path / "g") == 2
+    assert "--seeds 1000000000" in capsys.readouterr().err
+
+
+def test_a_second_run_on_a_claimed_folder_is_refused_naming_the_first(tmp_path, data_root, capsys):
+    from metaal.outputs import claim_output_dir
+    out = tmp_path / "run"
+    with claim_output_dir(out, "the first run"):
+        assert metaal_cli("meta-train", "--config", SMOKE, "--data-root", data_root, "--out", out,
+                          "--wandb.mode", "disabled", "--no-progress") == 2
+        err = capsys.readouterr().err
+        assert f"is in use by another run (pid {os.getpid()}" in err and "the first run" in err
+        (out / "policy.pt").write_bytes(b"the first run's")
+    assert (out / "policy.pt").read_bytes() == b"the first run's" and not (out / ".metaal-run.lock").exists()
+
+
+KILLED_MID_RUN = """
+import os, sys
+from metaal.outputs import claim_output_dir
+claim = claim_output_dir(sys.argv[1], "metaal transfer")
+claim.__enter__()
+open(os.path.join(sys.argv[1], "wandb-debug.log"), "w").write("half a run")
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_a_run_killed_mid_way_is_named_unfinished_and_replaced_or_resumed(tmp_path, data_root, capsys):
+    out = tmp_path / "t"
+    subprocess.run([sys.executable, "-c", KILLED_MID_RUN, str(out)], timeout=120)
+    small = ["--dataset", "wdbc", "--data-root", data_root, "--seeds", "2", "--rounds", "2", "--k", "2",
+             "--strategies", "margin,random", "--wandb-mode", "disabled", "--no-progress", "--out", out]
+    assert metaal_cli("transfer", *small) == 2
+    err = capsys.readouterr().err
+    assert "holds a run that did not finish (pid" in err and "no results to protect: pass --overwrite" in err
+    assert metaal_cli("transfer", *small, "--overwrite") == 0
+    assert "this run takes it over" in capsys.readouterr().err and (out / "summary.json").is_file()
+    assert not (out / ".metaal-run.lock").exists()
+    trained = tmp_path / "mt"
+    subprocess.run([sys.executable, "-c", KILLED_MID_RUN, str(trained)], timeout=120)
+    assert metaal_cli("meta-train", "--config", SMOKE, "--data-root", data_root, "--out", trained) == 2
+    assert f"pass --resume (with --out {trained}) to continue it" in capsys.readouterr().err
+
+
+def test_select_and_active_learn_leave_the_model_in_the_modes_they_found(data_root):
+    mnist = load_dataset("mnist", data_root)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.Dropout(0.5),
+                                torch.nn.BatchNorm1d(32), torch.nn.Linear(32, 10))
+    model.train()
+    model[3].eval()  # a frozen batch norm inside a training model: a mix of modes
+    before = [m.training for m in model.modules()]
+    metaal.select("linear", model, mnist.train.X[100:400], k=5, labeled_x=mnist.train.X[:20],
+                  labeled_y=mnist.train.y[:20], num_classes=10, device="cpu")
+    assert [m.training for m in model.modules()] == before
+    seen = []
+
+    def train_fn(net, x, y):
+        seen.append(net.training)
+        return net
+
+    model.train()
+    metaal.active_learn("margin", model, train_fn, mnist.train.X[:300], lambda i: mnist.train.y[i], rounds=2, k=5,
+                        num_classes=10, initial=10, test=(mnist.test.X[:50], mnist.test.y[:50]), progress=False,
+                        device="cpu")
+    assert seen == [True, True, True] and model.training  # each round trains the model as it left it
+
+
+@pytest.mark.parametrize("X, y, message", [
+    (np.ones((40, 3)) * (1 + 2j), np.arange(40) % 2, "X holds complex numbers (complex128)"),
+    (np.full((40, 3), 1e300), np.arange(40) % 2, "X holds values up to 1e+300, beyond float32's range"),
+    (np.random.default_rng(0).normal(size=(40, 3)), np.r_[np.arange(39) % 2, 0.5], "the labels y hold 0.5"),
+])
+def test_an_input_conversion_that_would_lose_information_is_refused(tmp_path, X, y, message, capsys):
+    np.savez(tmp_path / "mine.npz", X=X, y=y)
+    assert metaal_cli("transfer", "--dataset", tmp_path / "mine.npz", "--out", tmp_path / "t", "--strategies",
+                      "margin", "--wandb-mode", "disabled") == 2
+    assert message in capsys.readouterr().err
+    assert "contains NaN or inf" not in message
+
+
+def test_a_policy_name_that_is_not_shipped_lists_the_shipped_ones(tmp_path, data_root, capsys):
+    assert metaal_cli("transfer", "--dataset", "wdbc", "--data-root", data_root, "--policy", "kernal",
+                      "--out", tmp_path / "t") == 2
+    assert "no shipped policy is named 'kernal'; shipped: linear, kernel" in capsys.readouterr().err
+
+
+def test_a_policy_whose_learner_this_metaal_lacks_is_refused_with_what_to_do(tmp_path, data_root, capsys):
+    foreign = tmp_path / "foreign.pt"
+    save_policy(PolicyNet(), foreign, learner={"name": "my_plugin_head"})
+    assert metaal_cli("transfer", "--dataset", "wdbc", "--data-root", data_root, "--policy", foreign,
+                      "--out", tmp_path / "t") == 2
+    err = capsys.readouterr().err
+    assert "meta-trained with the learner 'my_plugin_head', which this metaal does not have" in err
+    assert "--plugins MODULE" in err and "--learner NAME" in err
+
+
+def test_a_deep_table_cell_written_under_other_settings_is_refused(tmp_path, data_root, capsys):
+    from tests.conftest import load_benchmark
+    cells = tmp_path / "cells"
+    cells.mkdir()
+    settings = {"learner": {"name": "logreg"}, "seeds": [0, 1]}  # not the deep table's CNN, nor its seeds
+    (cells / "kmnist__balanced-k50.json").write_text(json.dumps({"settings": settings}))
+    deep_table = load_benchmark("deep_table")
+    assert deep_table.main(["--data-root", str(data_root), "--out", str(tmp_path), "--targets", "kmnist",
+                            "--regimes", "balanced-k50", "--table-only"]) == 2
+    err = capsys.readouterr().err
+    assert "kmnist__balanced-k50.json was written with other settings (" in err and "learner" in err
+    assert json.loads((cells / "kmnist__balanced-k50.json").read_text())["settings"] == settings  # kept

@@ -55,7 +55,7 @@ def test_margin_streams_to_the_exact_top_k(setup):
 
 def test_a_smaller_reference_subset_estimates_the_same_policy_ranking(setup):
     model, x, y, pool = setup  # 1324 samples: the default reference is 512 of them
-    policy = metaal.load_policy(REPO / "benchmarks" / "results" / "meta_train_default" / "policy.pt", device="cpu")
+    policy = metaal.load_policy(REPO / "metaal" / "policies" / "linear.pt", device="cpu")
     picks = {size: metaal.select(policy, model, pool, 100, x, y, 10, reference_size=size, device="cpu",
                                  return_scores=True) for size in (1324, 512, 128)}  # 1324: exact
     assert not torch.allclose(picks[512][1], picks[128][1])  # a different estimate ...
@@ -169,7 +169,7 @@ def test_batch_diverse_selection_does_not_pile_onto_near_duplicates(setup):
 
 def test_sequential_policy_selects_from_a_streamed_pool(setup):
     model, x, y, pool = setup
-    policy = metaal.load_policy(REPO / "benchmarks" / "results" / "meta_train_default" / "policy.pt", device="cpu",
+    policy = metaal.load_policy(REPO / "metaal" / "policies" / "linear.pt", device="cpu",
                                 sequential=True)
     labeled = torch.arange(0, len(pool), 7)
     picked = metaal.select(policy, model, pool, 20, x, y, 10, batch_size=128, candidates=200, exclude=labeled,
@@ -179,7 +179,7 @@ def test_sequential_policy_selects_from_a_streamed_pool(setup):
 
 def test_the_shortlist_scores_the_samples_of_smallest_margin_exactly(setup):
     model, x, y, pool = setup  # 1324 samples; a shortlist of 300 leaves out three quarters of them
-    policy = metaal.load_policy(REPO / "benchmarks" / "results" / "meta_train_default" / "policy.pt", device="cpu")
+    policy = metaal.load_policy(REPO / "metaal" / "policies" / "linear.pt", device="cpu")
     labeled = torch.arange(0, len(pool), 9)
 
     def select(shortlist):

@@ -316,7 +316,7 @@ def test_fine_tuning_starts_from_the_given_policy(tmp_path, data_root, smoke_run
 def test_fine_tuning_a_schema_v1_policy_keeps_its_schema(tmp_path, data_root):
     """The shipped policy reads feature schema v1; fine-tuned, it still does (its first 11 columns
     of the v2 features), and its checkpoint says so."""
-    shipped = REPO / "benchmarks" / "results" / "meta_train_default" / "policy.pt"
+    shipped = REPO / "metaal" / "policies" / "linear.pt"
     cfg = load_config(MetaTrainConfig, SMOKE, ["--trainer.steps", "1", "--validation.every", "1",
                                                "--wandb.mode", "disabled", "--policy.hidden", "64",
                                                "--policy.init_from", str(shipped)])

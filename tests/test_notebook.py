@@ -8,7 +8,7 @@ from nbclient import NotebookClient
 
 from tests.conftest import REPO
 
-POLICY = REPO / "benchmarks" / "results" / "meta_train_default" / "policy.pt"
+POLICY = REPO / "metaal" / "policies" / "linear.pt"
 
 
 def test_analysis_notebook_runs_on_a_transfer_output(tmp_path, data_root, monkeypatch):

@@ -1,5 +1,6 @@
 """The built wheel, installed into a fresh venv, runs the `metaal` subcommands outside the
-source tree: the configs ship as package data, the version comes from metaal/version.py."""
+source tree: the configs and the shipped policies are package data, the version comes from
+metaal/version.py."""
 
 import os
 import shutil
@@ -9,9 +10,11 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from metaal import __version__
+from metaal.zoo import SHIPPED
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,10 +31,13 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
-def test_wheel_holds_the_package_its_configs_and_license(wheel):
+def test_wheel_holds_the_package_its_configs_policies_and_license(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert wheel.name.startswith(f"metaal-{__version__}-")
     assert {"metaal/configs/smoke.yaml", "metaal/configs/default.yaml", "metaal/commands/meta_train.py"} <= set(names)
+    assert {f"metaal/policies/{name}.pt" for name in SHIPPED} | {f"metaal/configs/{p.config}.yaml"
+                                                                  for p in SHIPPED.values()} <= set(names)
+    assert wheel.stat().st_size < 5_000_000
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert not any(n.startswith(("tests/", "benchmarks/", "experiments/")) for n in names)
 
@@ -71,3 +77,12 @@ def test_installed_wheel_runs_outside_the_source_tree(wheel, tmp_path, data_root
                    "--out", "t", "--strategies", "policy,margin", "--seeds", "2", "--rounds", "2", "--k", "3",
                    "--pool-per-class", "10", "--eval-per-class", "10", "--no-progress")
     assert "| policy |" in moved.stdout and (tmp_path / "t" / "summary.json").is_file()
+
+    listed = metaal("policies").stdout
+    assert all(f"{name}: " in listed and entry.sha256 in listed for name, entry in SHIPPED.items())
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "some.npz", X=rng.normal(size=(120, 6)), y=np.arange(120) % 3)
+    for name in SHIPPED:  # each by name, its learner from its checkpoint, on a file outside any data root
+        run = metaal("transfer", "--policy", name, "--dataset", "some.npz", "--out", f"t_{name}", "--seeds", "2",
+                     "--rounds", "2", "--k", "2", "--pool-per-class", "20", "--eval-per-class", "10", "--no-progress")
+        assert "| policy |" in run.stdout and "warning: the policy" not in run.stderr

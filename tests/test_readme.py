@@ -1,4 +1,4 @@
-"""The README's "pieces" and "active-learn" examples run as written (the own-loop one runs in
+"""The README's "pieces", "active-learn" and "embeddings" examples run as written (the own-loop one runs in
 test_deploy.py)."""
 
 import re
@@ -7,11 +7,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_example(name: str, monkeypatch, data_root) -> dict:
+def run_example(name: str, monkeypatch, data_root, cwd: Path = REPO) -> dict:
     readme = (REPO / "README.md").read_text()
     code = re.search(rf"<!-- example: {name} -->\n```python\n(.*?)```", readme, re.S).group(1)
     monkeypatch.setenv("METAAL_DATA_ROOT", str(data_root))
-    monkeypatch.chdir(REPO)
+    monkeypatch.chdir(cwd)
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
     return namespace
@@ -31,3 +31,11 @@ def test_readme_active_learn_example_runs(monkeypatch, data_root):
     assert len(history.accuracy) == 5 and history.accuracy[-1] > history.accuracy[0]
     picked = [i for r in history.rounds[:-1] for i in r["picked"]]
     assert len(set(history.labeled.tolist())) == 100 and set(picked) <= set(history.labeled.tolist())
+
+
+def test_readme_embeddings_example_runs(monkeypatch, data_root, tmp_path):
+    namespace = run_example("embeddings", monkeypatch, data_root, cwd=tmp_path)
+    picked = namespace["picked"]
+    assert picked.shape == (10,) and len(set(picked.tolist())) == 10 and picked.max() < len(namespace["pool_z"])
+    saved = __import__("numpy").load(tmp_path / "embedded.npz")
+    assert saved["X"].shape == (10_000, 512) and saved["y"].shape == (10_000,)

@@ -15,7 +15,7 @@ from metaal.tracking import read_offline_run
 from tests.conftest import REPO
 
 SCRIPT = REPO / "experiments" / "transfer.py"
-POLICY = REPO / "benchmarks" / "results" / "meta_train_default" / "policy.pt"
+POLICY = REPO / "metaal" / "policies" / "linear.pt"
 SMALL = ["--seeds", "3", "--rounds", "4", "--k", "3", "--pool-per-class", "12", "--eval-per-class", "20",
          "--no-progress", "--device", "cpu"]
 
@@ -88,8 +88,9 @@ def test_unloadable_policy_is_a_clear_error(tmp_path, data_root):
     result = transfer(tmp_path, "--policy", str(tmp_path / "p.pt"), "--dataset", "heart", "--data-root",
                       str(data_root), "--out", str(tmp_path / "o"), *SMALL)
     assert result.returncode == 2 and "p.pt is not a readable policy checkpoint" in result.stderr
-    result = transfer(tmp_path, "--dataset", "heart", "--data-root", str(data_root), "--out", str(tmp_path / "o"))
-    assert result.returncode == 2 and "pass --policy PATH" in result.stderr
+    result = transfer(tmp_path, "--dataset", "heart", "--data-root", str(data_root), "--out", str(tmp_path / "o"),
+                      "--learner", "cnn")  # no --policy: the shipped one for the learner, and cnn has none
+    assert result.returncode == 2 and "no shipped policy is meta-trained for the learner 'cnn'" in result.stderr
 
 
 def test_budget_larger_than_the_pool(tmp_path, data_root):

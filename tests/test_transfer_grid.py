@@ -132,7 +132,7 @@ def test_extra_policies_and_the_learner_are_settings_of_the_cells(tmp_path, data
     """--extra-policy runs another checkpoint beside the policy (the same file: the same AULCs);
     --learner replaces the policy's learner in every cell; both are settings a rerun must match."""
     grid = load_benchmark("transfer_grid")
-    policy = grid.DEFAULTS["--policy"]
+    policy = "linear"
     args = ["--data-root", str(data_root), "--targets", "heart", "--regimes", "balanced-k5", "--seeds", "3",
             "--reference-candidates", "0", "--baselines", "margin,random", "--out", str(tmp_path),
             "--learner", "{name: logreg, l2: 0.01}"]

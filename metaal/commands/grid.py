@@ -1,18 +1,21 @@
 """The benchmark grid: every target of the transfer table in every regime, 50 fresh seeds.
 
-    metaal grid --policy POLICY.pt --out DIR --data-root ../shared/data [--jobs 2] [--targets a,b] \
+    metaal grid --out DIR --data-root ../shared/data [--policy NAME_OR_PATH] [--jobs 2] [--targets a,b] \
         [--regimes balanced-k5,...] [--seeds 50] [--seed-offset 30000] [--reference-candidates 16] [--topk-policy] \
         [--learner NAME | '{name: NAME, option: value}'] [--extra-policy policy_NAME=PATH ...]
-    python benchmarks/transfer_grid.py ...   # the same, with the shipped policy and
-                                             # benchmarks/results/transfer_table/ as defaults
+    python benchmarks/transfer_grid.py ...   # the same, with benchmarks/results/transfer_table/
+                                             # as the default output
     python benchmarks/deep_table.py ...      # the CNN learner, large batches (issue 15)
 
 Regimes (metaal.evaluate.REGIMES): balanced-k5 (the transfer table's tasks), imbalanced-k5
 (the pool a long tail, commonest / rarest class = 10; evaluation balanced), balanced-k50 and
 imbalanced-k50 (a pool of 2000 labeled 50 at a time; k=20 on the largest pool a smaller
-target holds). A target that cannot hold a regime is listed under `skipped`. `--learner`
-runs every cell with another learner than the policy's own (e.g. `cnn`); `--extra-policy`
-runs more checkpoints beside the policy, on the same episodes.
+target holds). A target that cannot hold a regime is listed under `skipped`. Without
+`--policy`, the policy is the shipped one matched to `--learner` (`linear` for the default
+logreg); `--learner` with an explicit `--policy` runs every cell with that learner (e.g.
+`cnn`), warns when it is not the policy's own, and table.json records the pairing
+(`policy_pairing`). `--extra-policy` runs more checkpoints beside the policy, on the same
+episodes.
 
 In each (target, regime) cell the policy (with its default sequential selection; also top-k
 as policy_topk with --topk-policy) and every simulation-free baseline run on the same
@@ -56,13 +59,15 @@ from metaal.data import load_dataset
 from metaal.device import resolve_device
 from metaal.errors import InputError, OutputExistsError, exits_cleanly
 from metaal.evaluate import DEEP_TARGETS, REGIMES, REPORT_SEED_OFFSET, TARGETS, compare_strategies, regime_task
-from metaal.learners import learner_spec, parse_learner
+from metaal.learners import parse_learner
+from metaal.limits import check_memory
 from metaal.metrics import aulc, paired_comparison
-from metaal.policy import PolicyStrategy, load_policy
+from metaal.policy import PolicyStrategy, load_policy, matched_policy, policy_learner, policy_pairing
 from metaal.ranking import average_ranks, critical_difference, friedman_p_value, holm, paired_p_value, plot_cd_diagram
 from metaal.registry import PLUGINS_HELP, load_plugins, load_plugins_from_argv
 from metaal.strategies import make_strategy, simulation_free
 from metaal.tracking import Tracker, add_wandb_flags, wandb_options
+from metaal.zoo import DEFAULT_POLICY, policy_file
 
 REFERENCES = ("oracle", "pool_oracle", "expected_gain")
 # Settings added after cells were written: a cell without the key was written with this value.
@@ -77,11 +82,12 @@ ALL_TARGETS = {**TARGETS, **DEEP_TARGETS}
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", default=None, help="dataset folder (default: $METAAL_DATA_ROOT)")
-    p.add_argument("--policy", required=True, help="the policy checkpoint to benchmark")
+    p.add_argument("--policy", help="the policy to benchmark: a shipped policy's name (metaal policies) or a "
+                                    "checkpoint (default: the shipped policy matched to --learner, else linear)")
     p.add_argument("--targets", default=",".join(TARGETS), help="comma-separated transfer-table targets (or "
                    f"deep-table ones: {', '.join(n for n in DEEP_TARGETS if n not in TARGETS)})")
     p.add_argument("--learner", help="the learner every cell runs, a name or a YAML mapping {name: NAME, option: "
-                                     "value} (default: the one the policy was trained with)")
+                                     "value} (default: the one the policy was meta-trained with)")
     p.add_argument("--extra-policy", action="append", default=[], metavar="policy_NAME=PATH",
                    help="another policy checkpoint to run beside the policy, as strategy policy_NAME (repeatable)")
     p.add_argument("--regimes", default=",".join(REGIMES), help=f"comma-separated, from {', '.join(REGIMES)}")
@@ -111,19 +117,29 @@ def parse_args(argv):
             p.error(f"unknown {name} {unknown}; known: {', '.join(known)}")
     if args.seeds < 2 or args.jobs < 1 or args.reference_candidates < 0:
         p.error("--seeds must be >= 2, --jobs >= 1, --reference-candidates >= 0")
+    # Each cell records its seeds (a Python int and its JSON text: about 64 bytes each) and runs
+    # them as one batch of episodes, which sample_batch bounds in its turn.
+    check_memory(args.seeds, 64, f"--seeds {args.seeds}", "each cell runs its seeds as one batch: run fewer")
+    if args.policy is None:
+        args.policy = matched_policy(parse_learner(args.learner)) if args.learner else DEFAULT_POLICY
     return args
+
+
+def pairing(args) -> dict:
+    """The policy and the learner the cells run with (warned about when they do not match)."""
+    policy = load_policy(args.policy, device="cpu")
+    learner = parse_learner(args.learner) if args.learner else policy_learner(policy)
+    return policy_pairing(args.policy, policy, learner)
 
 
 def settings(args) -> dict:
     """What a cell's numbers depend on: a finished cell is reused only under the same settings."""
     baselines = args.baselines.split(",") if args.baselines else simulation_free()
     paths = extra_policy_paths(args.extra_policy)
-    for path in [args.policy, *paths.values()]:
-        if not Path(path).is_file():
-            raise InputError(f"policy checkpoint {path}: no such file")
-    return {"policy_sha256": sha256(args.policy),
+    return {"policy_sha256": sha256(policy_file(args.policy)),
             "learner": parse_learner(args.learner) if args.learner else None,
-            "extra_policies": {name: sha256(path) for name, path in paths.items()}, "extra_policy_paths": paths,
+            "extra_policies": {name: sha256(policy_file(path)) for name, path in paths.items()},
+            "extra_policy_paths": paths,
             "baselines": baselines, "seeds": list(range(args.seed_offset, args.seed_offset + args.seeds)),
             "reference_candidates": args.reference_candidates, "reference_regimes": args.reference_regimes.split(","),
             "plugins": args.plugins or "", "policy_selection": "sequential", "topk_policy": args.topk_policy}
@@ -167,7 +183,7 @@ def measure_cell(target: str, regime: str, setup: dict, policy_path: str, data_r
     """One (target, regime) cell: per-seed AULCs of every strategy, or why it is skipped."""
     load_plugins(setup["plugins"])
     policy = load_policy(policy_path, device=device)
-    learner = setup.get("learner") or learner_spec(policy.info.get("learner") or "logreg")
+    learner = setup.get("learner") or policy_learner(policy)
     base = ALL_TARGETS[target].replace(learner=learner)
     task, reason = regime_task(base, regime, load_dataset(base.dataset, data_root))
     cell = {"target": target, "regime": regime, "settings": setup, "metaal": __version__}
@@ -281,7 +297,7 @@ def regime_ranks(rows: list[dict], regime: str) -> dict:
             "friedman_p": friedman_p_value(scores)}
 
 
-def write_table(cells: list[dict], out: Path, command: str) -> str:
+def write_table(cells: list[dict], out: Path, command: str, paired: dict | None = None) -> str:
     """table.json, table.md and one critical-difference diagram per regime; returns the markdown."""
     done = [c for c in cells if "skipped" not in c]
     rows = [row for cell in done for row in cell_rows(cell)]
@@ -298,7 +314,8 @@ def write_table(cells: list[dict], out: Path, command: str) -> str:
     for regime, summary in regimes.items():
         summary["versus_margin"] = {name: versus_margin(rows, regime, name) for name in summary.get("ranks", {})
                                     if name != "margin"}
-    table = {"command": command, "cells": rows, "ranks": {r: s.get("ranks") for r, s in regimes.items()},
+    table = {"command": command, "policy_pairing": paired, "cells": rows,
+             "ranks": {r: s.get("ranks") for r, s in regimes.items()},
              "regimes": regimes, "skipped": [{"target": c["target"], "regime": c["regime"], "why": c["skipped"]}
                                              for c in cells if "skipped" in c],
              "seconds": sum(c["seconds"] for c in done), "settings": done[0]["settings"] if done else None}
@@ -389,8 +406,9 @@ def main(argv: list[str] | None = None, command: str = "metaal grid", defaults: 
     argv = sys.argv[1:] if argv is None else list(argv)
     load_plugins_from_argv(argv)
     args = parse_args([*argv, *defaults])
+    paired = pairing(args)
     cells = finished_cells(args) if args.table_only else run_grid(args)
-    print(write_table(cells, Path(args.out), command=" ".join([command, *argv])))
+    print(write_table(cells, Path(args.out), command=" ".join([command, *argv]), paired=paired))
     return 0
 
 

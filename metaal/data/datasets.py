@@ -111,9 +111,16 @@ def stratified_split(y: np.ndarray, test_fraction: float = TEST_FRACTION, seed: 
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def encode_labels(*label_arrays: np.ndarray) -> tuple[list[np.ndarray], tuple[str, ...]]:
-    """Map raw labels (any numbers or strings, shared across arrays) to ids 0..C-1 and names."""
+def encode_labels(*label_arrays: np.ndarray, name: str = "the dataset") -> tuple[list[np.ndarray], tuple[str, ...]]:
+    """Map raw labels (any integers or strings, shared across arrays) to ids 0..C-1 and names.
+    Refuses non-integer numbers (0.5 would silently become a class of its own)."""
     flat = [np.asarray(a).reshape(-1) for a in label_arrays]
+    for a in flat:
+        whole = np.isfinite(a) & (a == np.round(a.real)) if a.dtype.kind in "fc" else None
+        if whole is not None and not whole.all():
+            raise CorruptDataError(f"{name}: the labels y hold {a[~whole][0].item()!r}, which is not an integer: "
+                                   "labels are class ids or names; round them if they are ids, or store them as "
+                                   "strings if they are names")
     classes = np.unique(np.concatenate(flat))
     ids = [np.searchsorted(classes, a) for a in flat]
 
@@ -123,7 +130,25 @@ def encode_labels(*label_arrays: np.ndarray) -> tuple[list[np.ndarray], tuple[st
     return ids, tuple(name(v) for v in classes)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_inputs_fit_float32(name: str, X: np.ndarray) -> None:
+    """metaal computes in float32: refuse what that would change, naming it."""
+    if np.iscomplexobj(X):
+        raise CorruptDataError(f"{name}: X holds complex numbers ({X.dtype}); metaal reads real inputs: pass X.real, "
+                               "or the real and imaginary parts as separate columns")
+    if X.dtype.kind == "f" and X.dtype.itemsize > 4:
+        finite = np.abs(X[np.isfinite(X)])
+        largest = float(finite.max()) if finite.size else 0.0
+        if largest > FLOAT32_MAX:
+            raise CorruptDataError(f"{name}: X holds values up to {largest:.3g}, beyond float32's range "
+                                   f"(+-{FLOAT32_MAX:.3g}), in which metaal computes; rescale them (divide by a "
+                                   "constant, or take a log)")
+
+
 def _part(name: str, X: np.ndarray, y: np.ndarray) -> Part:
+    _check_inputs_fit_float32(name, np.asarray(X))
     try:
         X = np.asarray(X, dtype=np.float32)
     except (ValueError, TypeError) as e:
@@ -149,12 +174,12 @@ def make_dataset(name, X, y, X_test=None, y_test=None, class_names=None, class_g
     if len(X) != np.asarray(y).reshape(-1).shape[0]:
         raise CorruptDataError(f"{name}: X has {len(X)} rows but y has {np.asarray(y).size} labels")
     if X_test is None:
-        (y_ids,), names = encode_labels(y)
+        (y_ids,), names = encode_labels(y, name=name)
         _check_classes(name, names)
         train_idx, test_idx = stratified_split(y_ids)
         X, X_test, y_ids, y_test_ids = X[train_idx], X[test_idx], y_ids[train_idx], y_ids[test_idx]
     else:
-        (y_ids, y_test_ids), names = encode_labels(y, y_test)
+        (y_ids, y_test_ids), names = encode_labels(y, y_test, name=name)
         _check_classes(name, names)
     if class_names is not None and len(class_names) != len(names):
         raise CorruptDataError(f"{name}: {len(class_names)} class names for {len(names)} classes in the labels")

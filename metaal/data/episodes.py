@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -31,6 +31,7 @@ import torch
 from metaal.data.datasets import Dataset
 from metaal.device import resolve_device
 from metaal.errors import InputError
+from metaal.limits import check_memory
 
 with contextlib.redirect_stderr(io.StringIO()):
     # learn2learn imports gym, which prints a numpy-2 notice we do not need (we use no gym code).
@@ -130,6 +131,12 @@ class EpisodeSpec:
     @property
     def pool_size(self) -> int:
         return self.n_ways * self.pool_per_class
+
+    def check_batch_memory(self, count: int, sample_numel: int) -> None:
+        """Refuse a batch of `count` episodes whose float32 inputs alone exceed the memory available."""
+        samples = self.n_ways * (self.initial_per_class + self.eval_per_class) + self.pool_size
+        check_memory(count, samples * sample_numel * 4, f"{count:,} seeds, episodes run as one batch",
+                     "run fewer at once (several runs with --seed-offset), or smaller pools")
 
     @property
     def train_per_class(self) -> int:
@@ -260,6 +267,8 @@ class EpisodeSampler:
     def sample_batch(self, seeds: Iterable[int]) -> Episode:
         """Episodes for several seeds at once, stacked along a leading batch dim."""
         spec = self.spec
+        if isinstance(seeds, Sized):  # before a billion seeds are listed
+            spec.check_batch_memory(len(seeds), self._train_x[0].numel())
         parts = [self._sample_indices(int(s)) for s in seeds]
         if not parts:
             raise InputError("sample_batch needs at least one seed")

@@ -19,7 +19,7 @@ seed), so they stack.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from dataclasses import fields
 
 import numpy as np
@@ -110,6 +110,8 @@ class SyntheticTaskSampler:
         return draw
 
     def sample_batch(self, seeds: Iterable[int]) -> Episode:
+        if isinstance(seeds, Sized):  # before a billion seeds are listed
+            self.spec.check_batch_memory(len(seeds), max(self.dims))
         seeds = [int(s) for s in seeds]
         if not seeds:
             raise InputError("sample_batch needs at least one seed")

@@ -107,6 +107,15 @@ class TaskSpec:
                            eval_per_class=evaluation, imbalance=self.imbalance)
         return spec, notes + budget_notes(spec, self.rounds, self.k)
 
+    def check_batch_memory(self, count: int, data_root=None) -> None:
+        """Refuse, before anything is sampled, `count` episodes of this task whose inputs alone
+        exceed the memory available (the same check sample_batch makes)."""
+        if self.dataset in SYNTHETIC_SOURCES:
+            sampler = self.sampler(data_root)[0]
+            return sampler.spec.check_batch_memory(count, max(sampler.dims))
+        dataset = load_dataset(self.dataset, data_root)
+        self.episode_spec(dataset)[0].check_batch_memory(count, dataset.train.X[0].numel())
+
     def sampler(self, data_root=None, device="cpu") -> tuple[EpisodeSampler | SyntheticTaskSampler, list[str]]:
         """The episode sampler of this task, and the notes on any cap (see episode_spec)."""
         if self.dataset in SYNTHETIC_SOURCES:

@@ -12,6 +12,7 @@ interrupted one left off.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from metaal.features import readable_schema
 from metaal.learners import make_learner
 from metaal.loop import run_active_learning
 from metaal.metrics import Curves, aulc, plot_learning_curves, summarize, write_summary_json
-from metaal.outputs import check_output_dir
+from metaal.outputs import check_output_dir, claim_output_dir
 from metaal.policy import PolicyNet, PolicyStrategy, atomic_save, load_policy, read_checkpoint, save_policy
 from metaal.strategies import make_strategy
 from metaal.tracking import Tracker
@@ -128,7 +129,7 @@ class MetaTrainer:
 
     def validate(self) -> tuple[dict[str, float], Curves]:
         cfg, task = self.cfg, self.validation_task
-        seeds = list(range(VALIDATION_SEED, VALIDATION_SEED + cfg.validation.seeds))
+        seeds = range(VALIDATION_SEED, VALIDATION_SEED + cfg.validation.seeds)
         episodes = self.validation.sample_batch(seeds)
 
         def curve(strategy) -> torch.Tensor:
@@ -139,7 +140,7 @@ class MetaTrainer:
                                      for name in cfg.validation.baselines}
         result = curve(PolicyStrategy(self.net, sequential=cfg.validation.policy_selection == "sequential"))
         curves = Curves(accuracy={"policy": result.accuracy.numpy(), **self._baseline_curves},
-                        n_labeled=result.n_labeled.numpy(), seeds=seeds)
+                        n_labeled=result.n_labeled.numpy(), seeds=list(seeds))
         scores = {name: aulc(acc, curves.n_labeled) for name, acc in curves.accuracy.items()}
         metrics = {f"val/aulc_{name}": float(s.mean()) for name, s in scores.items()}
         for name in cfg.validation.baselines:
@@ -183,13 +184,19 @@ class MetaTrainer:
 
     def run(self, resume: bool = False, progress: bool = True) -> dict:
         """Train to the last step (from the saved state with `resume`); returns the summary.
-        Under torchrun every rank trains; rank 0 alone writes, validates and logs."""
+        Under torchrun every rank trains; rank 0 alone claims the output folder (one run at a
+        time), writes, validates and logs."""
+        main = self.group.is_main
+        if main and not resume:
+            check_output_dir(self.out, flag="--resume (to continue the run it holds)",
+                             unfinished=f"pass --resume (with --out {self.out}) to continue it")
+        with claim_output_dir(self.out, "metaal meta-train") if main else contextlib.nullcontext():
+            if resume:
+                self.load_state()
+            return self._run(progress and main)
+
+    def _run(self, progress: bool) -> dict:
         cfg, main = self.cfg, self.group.is_main
-        if resume:
-            self.load_state()
-        elif main:
-            check_output_dir(self.out, flag="--resume (to continue the run it holds)")
-            self.out.mkdir(parents=True, exist_ok=True)
         w = cfg.wandb
         tracker = Tracker(to_dict(cfg), self.out, mode=w.mode if main else "disabled", project=w.project,
                           entity=w.entity, name=cfg.run_name(), group=w.group, tags=w.tags, notes=w.notes,
@@ -197,7 +204,7 @@ class MetaTrainer:
         self.run_id = tracker.run_id if main else self.run_id
         start = time.perf_counter()
         try:
-            self._train(tracker, progress and main)
+            self._train(tracker, progress)
             summary = {"steps": cfg.trainer.steps, "best_val_aulc": self.best, "processes": self.group.world_size,
                        "seconds_this_session": round(time.perf_counter() - start, 1),
                        "final_validation": self.log["validation"][-1] if self.log["validation"] else None,

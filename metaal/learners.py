@@ -18,8 +18,8 @@ batches of episodes and members become a few batched matmuls; the lookahead's re
 per candidate) share the labeled set's Gram matrix, so they cost little more than one fit
 each of the candidates' border. `FourierLogisticRegression` (`rff_logreg`) is the same head on
 random Fourier features, a kernel head for classes a linear one cannot separate. `SmallCNN` is a
-conventional convnet for image data (deployment and evaluation), trained one episode at a
-time, with MC dropout for its members.
+conventional convnet for image data (deployment and evaluation), one network per episode, the
+episodes of a batch trained together, with MC dropout for its members.
 """
 
 from __future__ import annotations
@@ -379,6 +379,8 @@ def _with_bias(z: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------- CNN
 
 class _ConvNet(nn.Module):
+    """One episode's SmallCNN; the batched learner stacks the weights of one per episode."""
+
     def __init__(self, in_channels: int, num_classes: int, side: int, dropout: float):
         super().__init__()
         self.body = nn.Sequential(
@@ -394,42 +396,82 @@ class _ConvNet(nn.Module):
         return self.head(self.dropout(h)), h
 
 
+_WEIGHTS = ("body.0.weight", "body.0.bias", "body.3.weight", "body.3.bias", "body.7.weight", "body.7.bias",
+            "head.weight", "head.bias")
+
+
+def _cnn_embed(w: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """(B, n, 64) embeddings of x (B, n, C, s, s) by B networks at once: each conv layer is one
+    convolution with B groups, each linear layer one batched matmul (weights as in _WEIGHTS)."""
+    B, n = x.shape[:2]
+    z = x.transpose(0, 1).flatten(1, 2)                                   # (n, B*C, s, s)
+    for weight, bias in ((w[0], w[1]), (w[2], w[3])):
+        z = F.conv2d(z, weight.flatten(0, 1), bias.flatten(), padding=1, groups=B)
+        z = F.max_pool2d(F.relu(z), 2)
+    z = z.view(n, B, -1).transpose(0, 1)                                  # (B, n, 32 * (s/4)^2)
+    return F.relu(torch.baddbmm(w[5].unsqueeze(1), z, w[4].transpose(1, 2)))
+
+
+def _cnn_logits(w: list[torch.Tensor], h: torch.Tensor, keep: torch.Tensor | None, dropout: float) -> torch.Tensor:
+    """(B, n, C) logits from embeddings h, through dropout's `keep` mask (None: no dropout)."""
+    if keep is not None:
+        h = h * keep / (1 - dropout)
+    return torch.baddbmm(w[7].unsqueeze(1), h, w[6].transpose(1, 2))
+
+
+def _keep_masks(generators: list[torch.Generator], shape: tuple[int, ...], dropout: float, device) -> torch.Tensor:
+    """(B, *shape) dropout keep-masks, each episode's from its own generator: an episode's fit
+    does not depend on the others in its batch."""
+    return torch.stack([torch.rand(shape, generator=g) >= dropout for g in generators]).to(device)
+
+
 @dataclass
 class _FittedCNN:
-    nets: list[_ConvNet]
+    weights: list[torch.Tensor]  # stacked over episodes, in _WEIGHTS order
+    dropout: float
     mc_passes: int
-    generator_seed: int
+    seeds: list[int]             # per episode: the MC-dropout masks' generators
     sets: dict[str, torch.Tensor]
+    chunk: int = 256             # samples per forward pass (bounds the activations' memory)
 
     def predict_prepared(self, name: str = "pool") -> Prediction:
         return self.predict(self.sets[name])
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> Prediction:
-        probs, members, embeddings = [], [], []
-        for net, xb in zip(self.nets, x):
-            net.eval()
-            logits, h = net(xb)
-            probs.append(logits.softmax(-1))
-            embeddings.append(h)
-            if self.mc_passes:
-                net.dropout.train()  # MC dropout: dropout on, the rest in eval mode
-                with _seeded_torch(self.generator_seed, xb.device):
-                    members.append(torch.stack([net(xb)[0].softmax(-1) for _ in range(self.mc_passes)]))
-                net.dropout.eval()
-        return Prediction(torch.stack(probs), torch.stack(members) if members else None, torch.stack(embeddings))
+        """The body runs once; only the MC-dropout passes' head sees different masks (the body
+        has no dropout, so recomputing it per pass, as the first SmallCNN did, gave the same)."""
+        h = torch.cat([_cnn_embed(self.weights, x[:, i:i + self.chunk]) for i in range(0, x.shape[1], self.chunk)], 1)
+        probs = _cnn_logits(self.weights, h, None, self.dropout).softmax(-1)
+        members = None
+        if self.mc_passes:
+            generators = [torch.Generator().manual_seed(s) for s in self.seeds]
+            keep = _keep_masks(generators, (self.mc_passes, *h.shape[1:]), self.dropout, h.device)   # (B, E, m, 64)
+            members = torch.stack([_cnn_logits(self.weights, h, keep[:, e], self.dropout).softmax(-1)
+                                   for e in range(self.mc_passes)], 1)
+        return Prediction(probs, members, h)
 
 
 class SmallCNN:
-    """Two conv layers and a 64-unit embedding, trained full-batch with Adam for each episode."""
+    """Two conv layers and a 64-unit embedding, one network per episode, the B episodes of a
+    batch trained together (grouped convolutions, batched matmuls). Each fit starts from fresh
+    weights and takes at most `steps` Adam steps on minibatches of `batch_size` labeled samples
+    (each epoch a new shuffle; None: the whole set, one step per epoch). With `stop_loss`, an
+    episode stops once its mean training loss over an epoch is below it, and stopped episodes
+    leave the batch. Dropout before the head; `mc_passes` MC-dropout passes give the members.
+    Every episode draws its weights, minibatches and masks from its own seed, so its fit does not
+    depend on the batch it is in."""
 
     name = "cnn"
     fixed_embedding = False
 
-    def __init__(self, steps: int = 150, lr: float = 3e-3, weight_decay: float = 1e-4,
-                 dropout: float = 0.25, mc_passes: int = 8):
-        self.steps, self.lr, self.weight_decay = steps, lr, weight_decay
-        self.dropout, self.mc_passes = dropout, mc_passes
+    def __init__(self, steps: int = 150, batch_size: int | None = None, stop_loss: float | None = None,
+                 lr: float = 3e-3, weight_decay: float = 1e-4, dropout: float = 0.25, mc_passes: int = 8):
+        if steps < 1 or (batch_size is not None and batch_size < 1) or not 0 <= dropout < 1 or mc_passes < 0:
+            raise InputError("SmallCNN needs steps >= 1, batch_size >= 1 (or None), 0 <= dropout < 1, "
+                             "mc_passes >= 0")
+        self.steps, self.batch_size, self.stop_loss = steps, batch_size, stop_loss
+        self.lr, self.weight_decay, self.dropout, self.mc_passes = lr, weight_decay, dropout, mc_passes
 
     def prepare(self, pool_x: torch.Tensor, generator: torch.Generator | None = None,
                 extra: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
@@ -441,18 +483,60 @@ class SmallCNN:
             raise InputError(f"SmallCNN needs square images (B, n, channels, side, side); got {tuple(x.shape)}. "
                              "Use the 'logreg' learner for tabular data.")
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        return self.fit_seeded(prepared, x, y, num_classes, [seed + i for i in range(len(x))])
+
+    def fit_seeded(self, prepared, x, y, num_classes, seeds: list[int]) -> _FittedCNN:
+        """The fit of episode i from seeds[i] alone (its weights, minibatches and masks)."""
         nets = []
-        for i, (xb, yb) in enumerate(zip(x, y)):
-            with _seeded_torch(seed + i, xb.device), torch.enable_grad():  # callers fit under no_grad
-                net = _ConvNet(x.shape[2], num_classes, x.shape[-1], self.dropout).to(x.device)
-                opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-                net.train()
-                for _ in range(self.steps):
-                    opt.zero_grad()
-                    F.cross_entropy(net(xb)[0], yb).backward()
-                    opt.step()
-            nets.append(net)
-        return _FittedCNN(nets, self.mc_passes, seed, prepared)
+        for s in seeds:
+            with _seeded_torch(s, x.device):
+                nets.append(_ConvNet(x.shape[2], num_classes, x.shape[-1], self.dropout).to(x.device, x.dtype))
+        weights = [torch.stack([net.state_dict()[name] for net in nets]).requires_grad_() for name in _WEIGHTS]
+        with torch.enable_grad():  # callers fit under no_grad
+            self._train(weights, x, y, [torch.Generator().manual_seed(s) for s in seeds])
+        return _FittedCNN([w.detach() for w in weights], self.dropout, self.mc_passes, seeds, prepared)
+
+    def _train(self, weights: list[torch.Tensor], x, y, generators: list[torch.Generator]) -> None:
+        n = y.shape[1]
+        size = n if self.batch_size is None else min(self.batch_size, n)
+        per_epoch = -(-n // size)
+        optimizer = torch.optim.Adam(weights, lr=self.lr, weight_decay=self.weight_decay)
+        active = torch.arange(len(y), device=x.device)  # the episodes still training
+        epoch_loss = torch.zeros(len(y), device=x.device)
+        for step in range(self.steps):
+            if step % per_epoch == 0:
+                order = torch.stack([torch.randperm(n, generator=generators[i]) for i in active.tolist()])
+            batch = order[:, (step % per_epoch) * size:][:, :size].to(x.device)
+            loss = self._loss([w[active] for w in weights], x[active[:, None], batch], y[active[:, None], batch],
+                              [generators[i] for i in active.tolist()])
+            optimizer.zero_grad()
+            loss.mean(1).sum().backward()  # the episodes are independent: the sum's gradient is each one's
+            self._step(optimizer, weights, active)
+            epoch_loss[active] += loss.detach().sum(1)
+            if self.stop_loss is not None and (step + 1) % per_epoch == 0:
+                going = epoch_loss[active] / n >= self.stop_loss
+                active, order = active[going], order[going.cpu()]
+                epoch_loss.zero_()
+                if len(active) == 0:
+                    break
+
+    def _loss(self, weights, x, y, generators) -> torch.Tensor:
+        """(B, b) per-sample training losses of the networks `weights` on a minibatch."""
+        keep = _keep_masks(generators, (x.shape[1], 64), self.dropout, x.device) if self.dropout else None
+        logits = _cnn_logits(weights, _cnn_embed(weights, x), keep, self.dropout)
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+
+    @staticmethod
+    def _step(optimizer, weights: list[torch.Tensor], active: torch.Tensor) -> None:
+        """Adam's step; an episode that stopped keeps its weights (Adam's momentum would move them)."""
+        if len(active) == len(weights[0]):
+            optimizer.step()
+            return
+        before = [w.detach().clone() for w in weights]
+        optimizer.step()
+        with torch.no_grad():
+            for w, old in zip(weights, before):
+                w.copy_(old.index_copy(0, active, w[active]))
 
 
 LEARNERS: Registry[type] = Registry("learner")

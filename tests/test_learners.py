@@ -7,7 +7,15 @@ import torch
 
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset, make_dataset
 from metaal.errors import InputError
-from metaal.learners import FourierLogisticRegression, LogisticRegression, SmallCNN, make_learner, map_tensors
+from metaal.learners import (
+    FourierLogisticRegression,
+    LogisticRegression,
+    SmallCNN,
+    _ConvNet,
+    _seeded_torch,
+    make_learner,
+    map_tensors,
+)
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +122,49 @@ def test_cnn_fits_mnist_and_gives_mc_dropout_members(mnist_batch):
     again = learner.fit(learner.prepare(eval_batch.pool_x), x, y, 5, torch.Generator().manual_seed(0))
     again = again.predict_prepared("pool")
     assert torch.equal(again.probs, pred.probs) and torch.equal(again.member_probs, pred.member_probs)
+
+
+def looped_cnn_probs(x, y, pool, num_classes, seeds, epochs):
+    """The reference: one episode's network at a time (nn.Module, torch's Adam), full batch, no dropout."""
+    probs = []
+    for i, s in enumerate(seeds):
+        with _seeded_torch(s, x.device):
+            net = _ConvNet(x.shape[2], num_classes, x.shape[-1], 0.0).to(x.dtype)
+        optimizer = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-4)
+        for _ in range(epochs):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(net(x[i])[0], y[i]).backward()
+            optimizer.step()
+        with torch.no_grad():
+            probs.append(net(pool[i])[0].softmax(-1))
+    return torch.stack(probs)
+
+
+def test_the_batched_cnn_equals_one_network_per_episode(mnist_batch):
+    """B episodes trained together (grouped convolutions, batched matmuls, one Adam) give each
+    episode the network trained alone: equal to float64 rounding on a tiny episode."""
+    x, y = (t[:3, :12] for t in labeled(mnist_batch, 12))
+    x, pool = x.double(), mnist_batch.pool_x[:3, :40].double()
+    fitted = SmallCNN(steps=15, dropout=0.0, mc_passes=0).fit_seeded({"pool": pool}, x, y, 5, [7, 8, 9])
+    got = fitted.predict_prepared("pool").probs
+    assert got.dtype == torch.float64
+    assert torch.allclose(got, looped_cnn_probs(x, y, pool, 5, [7, 8, 9], 15), atol=1e-10, rtol=0)
+
+
+def test_a_cnn_episode_does_not_depend_on_its_batch_and_stops_early(mnist_batch):
+    """Minibatches, dropout masks and the stopping rule come from each episode's own seed."""
+    x, y = labeled(mnist_batch, 30)
+    x, pool = x.double(), mnist_batch.pool_x.double()  # float64: equal up to rounding, not up to float32's
+    learner = SmallCNN(steps=40, batch_size=8, stop_loss=0.3, mc_passes=3)
+    together = learner.fit_seeded({"pool": pool[:3]}, x[:3], y[:3], 5, [1, 2, 3]).predict_prepared("pool")
+    alone = learner.fit_seeded({"pool": pool[1:2]}, x[1:2], y[1:2], 5, [2]).predict_prepared("pool")
+    assert torch.allclose(together.probs[1], alone.probs[0], atol=1e-10, rtol=0)
+    assert torch.allclose(together.member_probs[1], alone.member_probs[0], atol=1e-10, rtol=0)
+    stopped = SmallCNN(steps=40, batch_size=8, stop_loss=10.0, mc_passes=0)  # every epoch's loss is below 10
+    never = SmallCNN(steps=5, batch_size=8, stop_loss=None, mc_passes=0)       # the same first epoch (35 / 8)
+    a = stopped.fit_seeded({"pool": pool[:2]}, x[:2], y[:2], 5, [1, 2]).predict_prepared("pool").probs
+    b = never.fit_seeded({"pool": pool[:2]}, x[:2], y[:2], 5, [1, 2]).predict_prepared("pool").probs
+    assert torch.equal(a, b)
 
 
 def test_cnn_refuses_tabular_input(data_root):

@@ -31,8 +31,9 @@ from metaal.strategies import make_strategy
 
 OUT = Path(__file__).parent / "results" / "cnn_recipe"
 RECIPES = {
-    "old": {"name": "cnn", "epochs": 150, "batch_size": None, "stop_loss": None},  # the SmallCNN before issue 42
-    "minibatch": {"name": "cnn", "epochs": 30, "batch_size": 64, "stop_loss": 0.05},
+    "old": {"name": "cnn", "steps": 150, "batch_size": None, "stop_loss": None},  # the SmallCNN before issue 42
+    "minibatch": {"name": "cnn", "steps": 150, "batch_size": 64, "stop_loss": 0.05},
+    "minibatch_100": {"name": "cnn", "steps": 100, "batch_size": 64, "stop_loss": 0.05},
 }
 STRATEGIES = ("margin", "random")
 

@@ -9,7 +9,7 @@ report seeds. Rows:
   cnn_looped        the SmallCNN as it was (`LoopedSmallCNN` below, its code kept verbatim): one
                     episode's network at a time, 150 full-batch Adam steps, every MC-dropout pass
                     through the whole network; timed on one episode
-  cnn_old_recipe    metaal's batched SmallCNN with the old recipe (150 full-batch epochs, no
+  cnn_old_recipe    metaal's batched SmallCNN with the old recipe (150 full-batch Adam steps, no
                     early stop): the same learner, `--batch` episodes trained together
   cnn_default       metaal's batched SmallCNN with its default recipe (minibatches and a stopping
                     rule on the training loss), `--batch` episodes together
@@ -49,7 +49,7 @@ from metaal.strategies import make_strategy
 
 HERE = Path(__file__).parent
 ROWS = {"cnn_looped": ({"name": "cnn_looped"}, 1),
-        "cnn_old_recipe": ({"name": "cnn", "epochs": 150, "batch_size": None, "stop_loss": None}, None),
+        "cnn_old_recipe": ({"name": "cnn", "steps": 150, "batch_size": None, "stop_loss": None}, None),
         "cnn_default": ({"name": "cnn"}, None)}  # (learner, episodes per batch; None: --batch)
 
 

@@ -24,3 +24,16 @@ def load_benchmark(name: str):
     sys.modules[spec.name] = module  # dataclasses look their module up while the script runs
     spec.loader.exec_module(module)
     return module
+
+
+# The end-to-end tier: whole commands in subprocesses, torchrun, the wheel, the notebook, real
+# W&B run folders. CI runs every test on the current versions and only the fast tier (-m "not
+# e2e") on the lowest ones. A test elsewhere that starts a subprocess carries @pytest.mark.e2e.
+E2E_FILES = {"test_packaging.py", "test_distributed.py", "test_notebook.py", "test_cli.py", "test_transfer.py"}
+E2E_FIXTURES = {"smoke_run", "offline_run"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in E2E_FILES or E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)

@@ -66,6 +66,7 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path, data_root, monk
         load_dataset(tmp_path / "imgs")
 
 
+@pytest.mark.e2e
 def test_malformed_sha256sums_line_is_a_problem_not_a_traceback(tmp_path, data_root):
     shutil.copytree(data_root / "libact", tmp_path / "libact")
     digest = next(line for line in (data_root / "SHA256SUMS").read_text().splitlines() if "heart_scale" in line)
@@ -98,6 +99,7 @@ def test_libsvm_feature_index_below_one(tmp_path, index):
         load_dataset("heart_scale", tmp_path)
 
 
+@pytest.mark.e2e
 def test_small_dataset_caps_are_said_and_recorded(tmp_path, data_root):
     ds = load_dataset("heart_scale", data_root)  # its first 60 rows: a pool of 36, 12 to evaluate
     np.savez(tmp_path / "small.npz", X=ds.train.X.numpy()[:60], y=ds.train.y.numpy()[:60])
@@ -145,6 +147,7 @@ class _WritesAFile:
         return (open, (self.path, "w"))
 
 
+@pytest.mark.e2e
 def test_resume_from_a_truncated_or_code_carrying_checkpoint(tmp_path, data_root):
     out = tmp_path / "run"
     out.mkdir()
@@ -164,6 +167,7 @@ def test_resume_from_a_truncated_or_code_carrying_checkpoint(tmp_path, data_root
 
 # ------------------------------------------------------------------ settings and output folders
 
+@pytest.mark.e2e
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_cuda_without_a_gpu(tmp_path):
     err = one_line_error(run(META_TRAIN, "--config", SMOKE, "--out", tmp_path / "o", "--device", "cuda"))
@@ -173,11 +177,13 @@ def test_cuda_without_a_gpu(tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("--checkpoint_every=0", "checkpoint_every must be >= 1 (steps between checkpoints); got 0"),
     ("--validation.every=0", "'validation': every must be >= 1 (steps between validations); got 0")])
+@pytest.mark.e2e
 def test_zero_intervals_are_refused_before_training(tmp_path, override, message):
     err = one_line_error(run(META_TRAIN, "--config", SMOKE, "--out", tmp_path / "o", override))
     assert message in err and not (tmp_path / "o").exists()
 
 
+@pytest.mark.e2e
 def test_out_that_is_a_file_is_refused_before_any_computation(tmp_path, data_root):
     (tmp_path / "taken").write_text("mine")
     for script, args in ((TRANSFER, ["--dataset", "heart", "--strategies", "margin"]),
@@ -187,6 +193,7 @@ def test_out_that_is_a_file_is_refused_before_any_computation(tmp_path, data_roo
     assert (tmp_path / "taken").read_text() == "mine"
 
 
+@pytest.mark.e2e
 def test_earlier_results_are_never_replaced_silently(tmp_path, data_root):
     earlier = tmp_path / "meta_run"  # a meta-training run's folder
     earlier.mkdir()
@@ -237,6 +244,7 @@ def test_meta_training_says_when_a_budget_labels_most_of_the_pool(tmp_path, data
     assert "labels more than half of the pool of 100" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_benchmark_scripts_exit_cleanly_too(tmp_path, data_root):
     result = run(REPO / "benchmarks" / "baselines.py", "--data-root", data_root, "--policy", tmp_path / "none.pt",
                  "--out", tmp_path / "o")
@@ -275,6 +283,10 @@ def test_an_absurd_seed_count_is_refused_naming_it_and_the_memory(tmp_path, data
     assert metaal_cli("grid", "--data-root", data_root, "--seeds", 1_000_000_000, "--targets", "wdbc",
                       "--out", tmp_path / "g") == 2
     assert "--seeds 1000000000" in capsys.readouterr().err
+    assert metaal_cli("meta-train", "--config", SMOKE, "--data-root", data_root, "--out", tmp_path / "m",
+                      "--validation.seeds", 1_000_000_000, "--wandb.mode", "disabled") == 2
+    assert "1,000,000,000 seeds, episodes run as one batch" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()  # refused before the run opened its folder
 
 
 def test_a_second_run_on_a_claimed_folder_is_refused_naming_the_first(tmp_path, data_root, capsys):
@@ -299,6 +311,7 @@ os.kill(os.getpid(), 9)
 """
 
 
+@pytest.mark.e2e
 def test_a_run_killed_mid_way_is_named_unfinished_and_replaced_or_resumed(tmp_path, data_root, capsys):
     out = tmp_path / "t"
     subprocess.run([sys.executable, "-c", KILLED_MID_RUN, str(out)], timeout=120)

@@ -145,7 +145,8 @@ def test_the_batched_cnn_equals_one_network_per_episode(mnist_batch):
     episode the network trained alone: equal to float64 rounding on a tiny episode."""
     x, y = (t[:3, :12] for t in labeled(mnist_batch, 12))
     x, pool = x.double(), mnist_batch.pool_x[:3, :40].double()
-    fitted = SmallCNN(steps=15, dropout=0.0, mc_passes=0).fit_seeded({"pool": pool}, x, y, 5, [7, 8, 9])
+    full_batch = SmallCNN(steps=15, batch_size=None, stop_loss=None, dropout=0.0, mc_passes=0)
+    fitted = full_batch.fit_seeded({"pool": pool}, x, y, 5, [7, 8, 9])
     got = fitted.predict_prepared("pool").probs
     assert got.dtype == torch.float64
     assert torch.allclose(got, looped_cnn_probs(x, y, pool, 5, [7, 8, 9], 15), atol=1e-10, rtol=0)

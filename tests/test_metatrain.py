@@ -254,7 +254,7 @@ def test_small_cnn_by_name_runs_both_trainers(tmp_path, data_root, trainer):
     assert len(log["steps"]) == 2 and all(s["grad_norm"] > 0 for s in log["steps"])
     assert summary["best_val_aulc"] > 0
     policy = load_policy(tmp_path / "run" / "policy.pt", device="cpu")
-    assert policy.info["learner"] == {"name": "cnn", "steps": 2, "batch_size": None, "stop_loss": None, "lr": 3e-3,
+    assert policy.info["learner"] == {"name": "cnn", "steps": 2, "batch_size": 64, "stop_loss": 0.05, "lr": 3e-3,
                                       "weight_decay": 1e-4, "dropout": 0.25, "mc_passes": 2}
 
 
@@ -381,12 +381,14 @@ def run_script(*args):
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
 
 
+@pytest.mark.e2e
 def test_unknown_key_names_it(tmp_path):
     result = run_script("--config", str(SMOKE), "--trainer.lrr", "0.1", "--out", str(tmp_path))
     assert result.returncode == 2
     assert "unknown key 'trainer.lrr'" in result.stderr and "did you mean 'lr'" in result.stderr
 
 
+@pytest.mark.e2e
 def test_bad_value_names_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(SMOKE.read_text().replace("name: oracle", "name: ppo"))

@@ -39,6 +39,7 @@ def run(script, *args, cwd=REPO):
                           env=env, cwd=cwd, timeout=600)
 
 
+@pytest.mark.e2e
 def test_transfer_runs_the_plugins_dataset_learner_and_strategy(tmp_path):
     out = tmp_path / "out"
     result = run("experiments/transfer.py", "--plugins", PLUGIN, "--dataset", "quadrants", "--strategies",
@@ -53,6 +54,7 @@ def test_transfer_runs_the_plugins_dataset_learner_and_strategy(tmp_path):
     assert all(0.25 < s["aulc_mean"] <= 1 for s in summary["strategies"].values())
 
 
+@pytest.mark.e2e
 def test_meta_training_on_the_plugins_dataset_with_its_learner(tmp_path):
     config = tmp_path / "plugin.yaml"
     config.write_text("""
@@ -79,6 +81,7 @@ wandb: {mode: disabled}
     assert "val/aulc_density_margin" in json.loads((out / "log.json").read_text())["validation"][0]
 
 
+@pytest.mark.e2e
 def test_a_plugin_name_is_unknown_without_the_plugin(tmp_path):
     result = run("experiments/transfer.py", "--dataset", "quadrants", "--strategies", "margin", "--out", tmp_path / "o")
     assert result.returncode == 2 and "unknown dataset 'quadrants'" in result.stderr

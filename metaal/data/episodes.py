@@ -259,6 +259,10 @@ class EpisodeSampler:
         pool_order = torch.randperm(spec.pool_size, generator=generator)
         return classes, train_idx, pool_order, eval_idx
 
+    def check_batch(self, count: int) -> None:
+        """Refuse `count` episodes at once whose inputs alone exceed the memory available."""
+        self.spec.check_batch_memory(count, self._train_x[0].numel())
+
     def sample(self, seed: int) -> Episode:
         """The episode for `seed`: the same seed gives the same episode."""
         batch = self.sample_batch([seed])
@@ -268,7 +272,7 @@ class EpisodeSampler:
         """Episodes for several seeds at once, stacked along a leading batch dim."""
         spec = self.spec
         if isinstance(seeds, Sized):  # before a billion seeds are listed
-            spec.check_batch_memory(len(seeds), self._train_x[0].numel())
+            self.check_batch(len(seeds))
         parts = [self._sample_indices(int(s)) for s in seeds]
         if not parts:
             raise InputError("sample_batch needs at least one seed")

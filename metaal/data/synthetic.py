@@ -109,9 +109,13 @@ class SyntheticTaskSampler:
             return np.stack(taken)
         return draw
 
+    def check_batch(self, count: int) -> None:
+        """Refuse `count` episodes at once whose inputs alone exceed the memory available."""
+        self.spec.check_batch_memory(count, max(self.dims))
+
     def sample_batch(self, seeds: Iterable[int]) -> Episode:
         if isinstance(seeds, Sized):  # before a billion seeds are listed
-            self.spec.check_batch_memory(len(seeds), max(self.dims))
+            self.check_batch(len(seeds))
         seeds = [int(s) for s in seeds]
         if not seeds:
             raise InputError("sample_batch needs at least one seed")

@@ -111,8 +111,7 @@ class TaskSpec:
         """Refuse, before anything is sampled, `count` episodes of this task whose inputs alone
         exceed the memory available (the same check sample_batch makes)."""
         if self.dataset in SYNTHETIC_SOURCES:
-            sampler = self.sampler(data_root)[0]
-            return sampler.spec.check_batch_memory(count, max(sampler.dims))
+            return self.sampler(data_root)[0].check_batch(count)
         dataset = load_dataset(self.dataset, data_root)
         self.episode_spec(dataset)[0].check_batch_memory(count, dataset.train.X[0].numel())
 

@@ -58,6 +58,9 @@ class MetaTrainer:
         self.tasks, self.validation_task = cfg.source_tasks(), cfg.validation_task()
         samplers = [task.sampler(data_root, self.device) for task in [*self.tasks, self.validation_task]]
         self.sources, self.validation = [s for s, _ in samplers[:-1]], samplers[-1][0]
+        for sampler in self.sources:  # refused now, not at the first step or validation
+            sampler.check_batch(cfg.trainer.episodes_per_step // micro)
+        self.validation.check_batch(cfg.validation.seeds)
         self._check_held_out()
         self.warnings = warn(self._notes([notes for _, notes in samplers]))
         torch.manual_seed(cfg.seed)

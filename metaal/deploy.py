@@ -7,7 +7,7 @@
 
 The strategy is a Strategy (metaal.load_policy(...), make_strategy(...)), a shipped policy's
 name ("linear", "kernel"), a baseline's name ("margin"), a policy checkpoint's path, or None:
-the shipped policy matched to a linear head (DEFAULT_POLICY), which is what a network whose
+the shipped policy matched to a linear head (policy.default_policy), which is what a network whose
 last layer is linear on its embedding is.
 
 `model` is your trained classifier: `model(x)` returns logits (N, C), or a tuple
@@ -48,9 +48,9 @@ from metaal.errors import InputError, NonFiniteError
 from metaal.features import DENSITY_NEIGHBOURS, PoolStatistics, compute_features, predicted_shares, reference_subset
 from metaal.learners import Prediction
 from metaal.loop import picks_labeled
-from metaal.policy import load_policy
+from metaal.policy import default_policy, load_policy
 from metaal.strategies import STRATEGIES, QueryContext, Strategy, make_strategy
-from metaal.zoo import DEFAULT_POLICY, is_policy_name
+from metaal.zoo import is_policy_name
 
 
 def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, mc_passes: int,
@@ -154,11 +154,11 @@ class _Candidates:
 
 def resolve_strategy(strategy: Strategy | str | None, device: str | torch.device = "auto") -> Strategy:
     """A strategy as given, or by name: a shipped policy's, a baseline's, or a checkpoint's path;
-    None is the shipped policy for a linear head (DEFAULT_POLICY)."""
+    None is the shipped policy for a linear head (policy.default_policy)."""
     if isinstance(strategy, Strategy):
         return strategy
     if strategy is None or is_policy_name(strategy):
-        return load_policy(strategy or DEFAULT_POLICY, device=device)
+        return load_policy(strategy or default_policy(), device=device)
     if isinstance(strategy, str) and strategy in STRATEGIES:
         return make_strategy(strategy)
     if not isinstance(strategy, (str, os.PathLike)):
@@ -266,7 +266,7 @@ def select(strategy: Strategy | str | None, model: nn.Module, pool, k: int, labe
     excluded = _excluded(exclude, _pool_size(pool))
     _check_inputs(strategy, pool, k, labeled_x, labeled_y, num_classes, excluded, reference_size, shortlist)
     n, device = len(excluded), resolve_device(device)
-    model = model.to(device).eval()
+    model = model.to(device)  # in eval mode already (_keeps_model_modes)
     generator = torch.Generator().manual_seed(seed)
     labeled_y = labeled_y.to(device)[None]
     labeled = torch.cat([_forward(model, labeled_x[i:i + batch_size], device, 0, None).embedding

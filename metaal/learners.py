@@ -518,7 +518,7 @@ class SmallCNN:
             epoch_loss[active] += loss.detach().sum(1)
             if self.stop_loss is not None and (step + 1) % per_epoch == 0:
                 going = epoch_loss[active] / n >= self.stop_loss
-                active, order = active[going], order[going.cpu()]
+                active = active[going]  # the next step starts an epoch: a new order for those left
                 epoch_loss.zero_()
                 if len(active) == 0:
                     break

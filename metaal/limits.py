@@ -32,17 +32,18 @@ def yaml_values(node: yaml.Node, memo: dict[int, int] | None = None) -> int:
 def load_yaml(text: str | bytes, what: str, error: type[Exception] = InputError):
     """yaml.safe_load, refusing (`error`, naming `what`) a text that is not YAML, or whose aliases
     expand to more than MAX_YAML_VALUES values, before anything is built from it."""
+    loader = yaml.SafeLoader(text)  # composed once: counted, then built from the same nodes
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = loader.get_single_node()
+        size = 0 if node is None else yaml_values(node)
+        if size > MAX_YAML_VALUES:
+            raise error(f"{what} expands to {size:,} values through YAML aliases (&anchor / *alias), more than "
+                        f"the {MAX_YAML_VALUES:,} a config may hold; write the values out instead of nesting aliases")
+        return None if node is None else loader.construct_document(node)
     except yaml.YAMLError as e:
         raise error(f"{what}: not valid YAML: {e}") from None
-    if node is None:
-        return None
-    size = yaml_values(node)
-    if size > MAX_YAML_VALUES:
-        raise error(f"{what} expands to {size:,} values through YAML aliases (&anchor / *alias), more than the "
-                         f"{MAX_YAML_VALUES:,} a config may hold; write the values out instead of nesting aliases")
-    return yaml.safe_load(text)
+    finally:
+        loader.dispose()
 
 
 def available_memory() -> int:

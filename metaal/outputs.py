@@ -36,6 +36,11 @@ def _owner(lock: Path) -> str:
             + (f" ({info['command']})" if info.get("command") else ""))
 
 
+def _busy(path: Path, lock: Path) -> OutputBusyError:
+    return OutputBusyError(f"output folder {path} is in use by another run ({_owner(lock)}); wait for it to end, "
+                           "or choose another --out")
+
+
 def _held(lock: Path) -> bool:
     """True if a live process holds the lock file's flock (a run is writing in the folder now)."""
     try:
@@ -66,8 +71,7 @@ def claim_output_dir(path: str | os.PathLike, command: str = ""):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise OutputBusyError(f"output folder {path} is in use by another run ({_owner(lock)}); wait for it to end, "
-                              "or choose another --out") from None
+        raise _busy(path, lock) from None
     if os.fstat(fd).st_size:
         print(f"note: {path} held a run that did not finish ({_owner(lock)}); this run takes it over",
               file=sys.stderr)
@@ -101,8 +105,7 @@ def check_output_dir(path: str | os.PathLike, overwrite: bool = False, flag: str
         raise OutputExistsError(f"output folder {path} is a file; choose another --out")
     lock = path / RUN_LOCK
     if _held(lock):
-        raise OutputBusyError(f"output folder {path} is in use by another run ({_owner(lock)}); wait for it to end, "
-                              "or choose another --out")
+        raise _busy(path, lock)
     if lock.exists() and not overwrite:
         raise OutputExistsError(f"output folder {path} holds a run that did not finish ({_owner(lock)}, no longer "
                                 f"running), so no results to protect: {unfinished or f'pass {flag} to replace it'}, "

@@ -29,7 +29,7 @@ from metaal.features import READABLE_SCHEMAS, SCHEMA, FeatureSchema, columns_for
 from metaal.learners import LEARNERS, learner_spec
 from metaal.strategies import QueryContext, Strategy
 from metaal.version import __version__
-from metaal.zoo import SHIPPED, is_policy_name, policy_file
+from metaal.zoo import DEFAULT_POLICY, SHIPPED, is_policy_name, policy_file
 
 CHECKPOINT_FORMAT = "metaal-policy"
 CHECKPOINT_VERSION = 1
@@ -294,6 +294,12 @@ def matched_policy(learner: str | dict) -> str:
     raise InputError(f"no shipped policy is meta-trained for the learner {name!r} (shipped: {pairs}). Name one "
                      f"anyway with --policy NAME_OR_PATH (policy= in the API), or meta-train one: metaal "
                      f"meta-train --config default --learner.name {name}")
+
+
+def default_policy(learner: str | dict | None = None) -> str:
+    """The policy a run uses when it names none: the shipped one matched to its learner, and for
+    no learner given (the default logreg, or a caller's own network with a linear head) `linear`."""
+    return DEFAULT_POLICY if learner is None else matched_policy(learner)
 
 
 def policy_learner(policy: PolicyStrategy) -> dict:

@@ -62,12 +62,12 @@ from metaal.evaluate import DEEP_TARGETS, REGIMES, REPORT_SEED_OFFSET, TARGETS, 
 from metaal.learners import parse_learner
 from metaal.limits import check_memory
 from metaal.metrics import aulc, paired_comparison
-from metaal.policy import PolicyStrategy, load_policy, matched_policy, policy_learner, policy_pairing
+from metaal.policy import PolicyStrategy, default_policy, load_policy, policy_learner, policy_pairing
 from metaal.ranking import average_ranks, critical_difference, friedman_p_value, holm, paired_p_value, plot_cd_diagram
 from metaal.registry import PLUGINS_HELP, load_plugins, load_plugins_from_argv
 from metaal.strategies import make_strategy, simulation_free
 from metaal.tracking import Tracker, add_wandb_flags, wandb_options
-from metaal.zoo import DEFAULT_POLICY, policy_file
+from metaal.zoo import policy_file
 
 REFERENCES = ("oracle", "pool_oracle", "expected_gain")
 # Settings added after cells were written: a cell without the key was written with this value.
@@ -121,7 +121,7 @@ def parse_args(argv):
     # them as one batch of episodes, which sample_batch bounds in its turn.
     check_memory(args.seeds, 64, f"--seeds {args.seeds}", "each cell runs its seeds as one batch: run fewer")
     if args.policy is None:
-        args.policy = matched_policy(parse_learner(args.learner)) if args.learner else DEFAULT_POLICY
+        args.policy = default_policy(parse_learner(args.learner) if args.learner else None)
     return args
 
 

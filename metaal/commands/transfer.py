@@ -48,11 +48,11 @@ from metaal.evaluate import TABLE_SEED_OFFSET, TARGETS, compare_strategies, writ
 from metaal.learners import learner_spec, parse_learner
 from metaal.metrics import summarize, summary_markdown
 from metaal.outputs import check_output_dir, claim_output_dir
-from metaal.policy import SELECTIONS, load_policy, matched_policy, policy_learner, policy_pairing
+from metaal.policy import SELECTIONS, default_policy, load_policy, policy_learner, policy_pairing
 from metaal.registry import PLUGINS_HELP, load_plugins_from_argv
 from metaal.strategies import STRATEGIES, make_strategy
 from metaal.tracking import Tracker, add_wandb_flags, wandb_options
-from metaal.zoo import DEFAULT_POLICY, is_policy_name
+from metaal.zoo import is_policy_name
 
 # What a run without --preset uses for every task flag left unset.
 DEFAULTS = dict(n_ways=None, pool_per_class=100, eval_per_class=200, rounds=20, k=5, initial_per_class=1, imbalance=1.0)
@@ -114,13 +114,6 @@ def _learner(args, policy) -> dict:
     return parse_learner(args.learner)
 
 
-def _policy_name(args) -> str:
-    """--policy, else the shipped policy matched to --learner (linear for the default learner)."""
-    if args.policy:
-        return args.policy
-    return matched_policy(parse_learner(args.learner)) if args.learner else DEFAULT_POLICY
-
-
 def _task(args, policy) -> TaskSpec:
     """The task this run follows: the preset's (if any) with every flag given applied."""
     preset = TARGETS[args.preset] if args.preset else TaskSpec(args.dataset, **DEFAULTS)
@@ -132,7 +125,7 @@ def _strategies(args, device) -> dict:
     strategies = {}
     for name in (s.strip() for s in args.strategies.split(",") if s.strip()):
         if name == "policy":
-            args.policy = _policy_name(args)
+            args.policy = args.policy or default_policy(parse_learner(args.learner) if args.learner else None)
             strategies["policy"] = load_policy(args.policy, device, sequential=args.policy_selection == "sequential")
         else:
             strategies[name] = make_strategy(name)
@@ -159,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     with claim_output_dir(out, "metaal transfer"), \
             Tracker(config, out, mode=args.wandb_mode, job_type="transfer", **wandb_options(args, name)) as tracker:
         if "policy" in strategies:
-            _use_policy_artifact(tracker, args.policy, strategies["policy"])
+            _use_policy_artifact(tracker, strategies["policy"])
         summary, curves = _compare(args, task, strategies, offset, device, config, out, pairing)
         tracker.update_config({key: summary["config"][key] for key in ("spec", "dataset_name")})
         _log_comparison(tracker, summary, curves, out)
@@ -184,10 +177,10 @@ def _compare(args, task: TaskSpec, strategies: dict, offset: int, device, config
     return summary, curves
 
 
-def _use_policy_artifact(tracker: Tracker, path: str, policy) -> None:
+def _use_policy_artifact(tracker: Tracker, policy) -> None:
     """The policy file as this run's input: the meta-training run's artifact when it recorded one
     (same content, so the same version: lineage), else an artifact named after its content."""
-    path = policy.info["path"]
+    path = policy.info["path"]  # a shipped policy's name resolved to its file
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     name = policy.info.get("wandb_artifact") or f"policy-{digest[:12]}"
     tracker.use_artifact(path, name=name, type="model", metadata={"sha256": digest})

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from metaal.data import load_dataset
+from metaal.device import keep_freed_memory
 from metaal.errors import exits_cleanly
 from metaal.evaluate import DEVELOPMENT_SEED_OFFSET, TARGETS, compare_strategies, regime_task
 from metaal.learners import learner_spec
@@ -31,9 +32,11 @@ from metaal.strategies import make_strategy
 
 OUT = Path(__file__).parent / "results" / "cnn_recipe"
 RECIPES = {
-    "old": {"name": "cnn", "steps": 150, "batch_size": None, "stop_loss": None},  # the SmallCNN before issue 42
-    "minibatch": {"name": "cnn", "steps": 150, "batch_size": 64, "stop_loss": 0.05},
-    "minibatch_100": {"name": "cnn", "steps": 100, "batch_size": 64, "stop_loss": 0.05},
+    # the SmallCNN before issue 42: 150 full-batch steps, retrained from fresh weights each round
+    "old": {"name": "cnn", "steps": 150, "batch_size": None, "stop_loss": None, "warm_start": False},
+    "minibatch": {"name": "cnn", "steps": 150, "batch_size": 64, "stop_loss": 0.05, "warm_start": False},
+    "minibatch_100": {"name": "cnn", "steps": 100, "batch_size": 64, "stop_loss": 0.05, "warm_start": False},
+    "warm": {"name": "cnn", "steps": 150, "batch_size": 64, "stop_loss": 0.05, "warm_start": True},
 }
 STRATEGIES = ("margin", "random")
 
@@ -72,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from {', '.join(RECIPES)}")
     args = parser.parse_args(argv)
+    keep_freed_memory()
     OUT.mkdir(parents=True, exist_ok=True)
     seeds = list(range(DEVELOPMENT_SEED_OFFSET, DEVELOPMENT_SEED_OFFSET + args.seeds))
     for name in args.recipes.split(","):

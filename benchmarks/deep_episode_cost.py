@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 import metaal
 from metaal.data import load_dataset
-from metaal.device import resolve_device
+from metaal.device import keep_freed_memory, resolve_device
 from metaal.errors import exits_cleanly
 from metaal.evaluate import REPORT_SEED_OFFSET, TARGETS, compare_strategies, regime_task
 from metaal.learners import (
@@ -49,7 +49,8 @@ from metaal.strategies import make_strategy
 
 HERE = Path(__file__).parent
 ROWS = {"cnn_looped": ({"name": "cnn_looped"}, 1),
-        "cnn_old_recipe": ({"name": "cnn", "steps": 150, "batch_size": None, "stop_loss": None}, None),
+        "cnn_old_recipe": ({"name": "cnn", "steps": 150, "batch_size": None, "stop_loss": None, "warm_start": False},
+                           None),
         "cnn_default": ({"name": "cnn"}, None)}  # (learner, episodes per batch; None: --batch)
 
 
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace this benchmark's earlier JSON")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
+    keep_freed_memory()
     out = check_output_file(HERE / "results" / f"deep_episode_cost_{device.type}.json", args.overwrite)
     results = {}
     for name in args.rows.split(","):

@@ -87,6 +87,9 @@ class Learner(Protocol):
     # Optional: `refits(prepared, x, y, num_classes, added, added_y, on)`, the one-step lookahead
     # in one call (see LogisticRegression.refits). Without it the lookahead calls `fit` on the
     # labeled set repeated once per candidate.
+    # Optional: `fit_from(previous, prepared, x, y, num_classes, generator)`, the next round's fit
+    # given the previous round's fitted model (a warm start, see SmallCNN). The loop calls it from
+    # the second round on; without it every round calls `fit`.
 
 
 def map_tensors(state: Any, fn) -> Any:
@@ -404,11 +407,13 @@ def _cnn_embed(w: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """(B, n, 64) embeddings of x (B, n, C, s, s) by B networks at once: each conv layer is one
     convolution with B groups, each linear layer one batched matmul (weights as in _WEIGHTS)."""
     B, n = x.shape[:2]
-    z = x.transpose(0, 1).flatten(1, 2)                                   # (n, B*C, s, s)
+    # channels-last halves a grouped convolution's time on CPU; pooling before the ReLU gives the
+    # same values and gradients (the two commute) on a quarter of the elements
+    z = x.transpose(0, 1).flatten(1, 2).contiguous(memory_format=torch.channels_last)  # (n, B*C, s, s)
     for weight, bias in ((w[0], w[1]), (w[2], w[3])):
         z = F.conv2d(z, weight.flatten(0, 1), bias.flatten(), padding=1, groups=B)
-        z = F.max_pool2d(F.relu(z), 2)
-    z = z.view(n, B, -1).transpose(0, 1)                                  # (B, n, 32 * (s/4)^2)
+        z = F.relu(F.max_pool2d(z, 2))
+    z = z.contiguous().view(n, B, -1).transpose(0, 1)                     # (B, n, 32 * (s/4)^2)
     return F.relu(torch.baddbmm(w[5].unsqueeze(1), z, w[4].transpose(1, 2)))
 
 
@@ -454,26 +459,29 @@ class _FittedCNN:
 
 class SmallCNN:
     """Two conv layers and a 64-unit embedding, one network per episode, the B episodes of a
-    batch trained together (grouped convolutions, batched matmuls). Each fit starts from fresh
-    weights and takes at most `steps` Adam steps on minibatches of `batch_size` labeled samples
-    (each epoch a new shuffle; None: the whole set, one step per epoch). With `stop_loss`, an
-    episode stops once its mean training loss over an epoch is below it, and stopped episodes
-    leave the batch. Dropout before the head; `mc_passes` MC-dropout passes give the members.
-    Every episode draws its weights, minibatches and masks from its own seed, so its fit does not
-    depend on the batch it is in."""
+    batch trained together (grouped convolutions, batched matmuls). A fit takes at most `steps`
+    Adam steps on minibatches of `batch_size` labeled samples (each epoch a new shuffle; None: the
+    whole set, one step per epoch). With `stop_loss`, an episode stops once its mean training loss
+    over an epoch is below it, and stopped episodes leave the batch. The first round's fit starts
+    from fresh weights; with `warm_start`, each later round's starts from the previous round's
+    (else from fresh ones again). Dropout before the head; `mc_passes` MC-dropout passes give the
+    members. Every episode draws its weights, minibatches and masks from its own seed, so its fit
+    does not depend on the batch it is in."""
 
     name = "cnn"
     fixed_embedding = False
 
-    # The default recipe (issue 42, benchmarks/cnn_recipe.py): 150 steps on minibatches of 64 with
-    # a stop at loss 0.05 is 5.5x cheaper than 150 full-batch steps (the first SmallCNN's), and on
-    # development episodes margin's and random's AULC are within 0.01 of it (-0.006 each).
+    # The default recipe (issue 42, benchmarks/cnn_recipe.py, development seeds): 150 steps on
+    # minibatches of 64 with a stop at loss 0.05, warm-started, is 20x cheaper than retraining
+    # with 150 full-batch steps each round (the first SmallCNN's), and margin's and random's AULC
+    # are within 0.002 of it.
     def __init__(self, steps: int = 150, batch_size: int | None = 64, stop_loss: float | None = 0.05,
-                 lr: float = 3e-3, weight_decay: float = 1e-4, dropout: float = 0.25, mc_passes: int = 8):
+                 warm_start: bool = True, lr: float = 3e-3, weight_decay: float = 1e-4, dropout: float = 0.25,
+                 mc_passes: int = 8):
         if steps < 1 or (batch_size is not None and batch_size < 1) or not 0 <= dropout < 1 or mc_passes < 0:
             raise InputError("SmallCNN needs steps >= 1, batch_size >= 1 (or None), 0 <= dropout < 1, "
                              "mc_passes >= 0")
-        self.steps, self.batch_size, self.stop_loss = steps, batch_size, stop_loss
+        self.steps, self.batch_size, self.stop_loss, self.warm_start = steps, batch_size, stop_loss, warm_start
         self.lr, self.weight_decay, self.dropout, self.mc_passes = lr, weight_decay, dropout, mc_passes
 
     def prepare(self, pool_x: torch.Tensor, generator: torch.Generator | None = None,
@@ -488,13 +496,28 @@ class SmallCNN:
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         return self.fit_seeded(prepared, x, y, num_classes, [seed + i for i in range(len(x))])
 
-    def fit_seeded(self, prepared, x, y, num_classes, seeds: list[int]) -> _FittedCNN:
-        """The fit of episode i from seeds[i] alone (its weights, minibatches and masks)."""
-        nets = []
-        for s in seeds:
-            with _seeded_torch(s, x.device):
-                nets.append(_ConvNet(x.shape[2], num_classes, x.shape[-1], self.dropout).to(x.device, x.dtype))
-        weights = [torch.stack([net.state_dict()[name] for net in nets]).requires_grad_() for name in _WEIGHTS]
+    def fit_from(self, previous: _FittedCNN, prepared, x, y, num_classes, generator=None) -> _FittedCNN:
+        """The next round's fit: from `previous`'s weights with `warm_start`, else as `fit`."""
+        if not self.warm_start:
+            return self.fit(prepared, x, y, num_classes, generator)
+        _check_fit_inputs(x, y, num_classes)
+        if previous.weights[-1].shape != (len(x), num_classes):
+            raise InputError(f"a warm start needs the previous fit of the same {len(x)} episodes and {num_classes} "
+                             f"classes; got one with (episodes, classes) {tuple(previous.weights[-1].shape)}")
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator))  # the same draw as fit's
+        return self.fit_seeded(prepared, x, y, num_classes, [seed + i for i in range(len(x))], previous.weights)
+
+    def fit_seeded(self, prepared, x, y, num_classes, seeds: list[int],
+                   init: list[torch.Tensor] | None = None) -> _FittedCNN:
+        """The fit of episode i from seeds[i] alone (its minibatches and masks, and its weights
+        unless `init` gives them, stacked over episodes in _WEIGHTS order)."""
+        if init is None:
+            nets = []
+            for s in seeds:
+                with _seeded_torch(s, x.device):
+                    nets.append(_ConvNet(x.shape[2], num_classes, x.shape[-1], self.dropout).to(x.device, x.dtype))
+            init = [torch.stack([net.state_dict()[name] for net in nets]) for name in _WEIGHTS]
+        weights = [w.detach().clone().requires_grad_() for w in init]
         with torch.enable_grad():  # callers fit under no_grad
             self._train(weights, x, y, [torch.Generator().manual_seed(s) for s in seeds])
         return _FittedCNN([w.detach() for w in weights], self.dropout, self.mc_passes, seeds, prepared)
@@ -510,7 +533,9 @@ class SmallCNN:
             if step % per_epoch == 0:
                 order = torch.stack([torch.randperm(n, generator=generators[i]) for i in active.tolist()])
             batch = order[:, (step % per_epoch) * size:][:, :size].to(x.device)
-            loss = self._loss([w[active] for w in weights], x[active[:, None], batch], y[active[:, None], batch],
+            every = len(active) == len(y)  # indexing all episodes would cost a scatter in backward
+            loss = self._loss(weights if every else [w[active] for w in weights],
+                              x[active[:, None], batch], y[active[:, None], batch],
                               [generators[i] for i in active.tolist()])
             optimizer.zero_grad()
             loss.mean(1).sum().backward()  # the episodes are independent: the sum's gradient is each one's

@@ -82,11 +82,15 @@ def run_active_learning(episode: Episode, learner: Learner, strategy: Strategy, 
     with torch.no_grad():
         prepared = learner.prepare(episode.pool_x, generator, extra={"eval": episode.eval_x})
     stats = None  # pool statistics: computed once when the learner's embedding ignores the labels
+    fitted = None
     for r in tqdm(range(rounds + 1), desc=f"{strategy.name}", disable=not progress, leave=False):
         labeled_x = torch.cat([episode.labeled_x, episode.pool_x[rows, queried]], 1)
         labeled_y = torch.cat([episode.labeled_y, episode.pool_y[rows, queried]], 1)
         with torch.no_grad():
-            fitted = learner.fit(prepared, labeled_x, labeled_y, num_classes, generator)
+            if fitted is not None and hasattr(learner, "fit_from"):  # a warm start from the last round
+                fitted = learner.fit_from(fitted, prepared, labeled_x, labeled_y, num_classes, generator)
+            else:
+                fitted = learner.fit(prepared, labeled_x, labeled_y, num_classes, generator)
             accuracy[:, r] = (fitted.predict_prepared("eval").probs.argmax(-1) == episode.eval_y).float().mean(1)
             if r == rounds:
                 break

@@ -243,3 +243,25 @@ def test_logreg_standardisation_cannot_explode_on_pool_constant_columns(data_roo
     acc = (fitted.predict_prepared("eval").probs.argmax(-1) == batch.eval_y).float().mean(1)
     # pool-scaled, such a column was multiplied by 1e6 and the fit fell to 0.17 (chance is 0.1)
     assert acc[hit].mean() > acc[~hit].mean() - 0.05
+
+
+def test_a_warm_started_cnn_round_starts_from_the_last_rounds_weights(mnist_batch):
+    """fit_from continues from the previous fit's weights (zero steps' worth of change with lr 0),
+    keeps each episode independent of its batch, and without warm_start is a fresh fit."""
+    x, y = labeled(mnist_batch, 30)
+    x, pool = x.double(), mnist_batch.pool_x.double()
+    first = SmallCNN(steps=20, batch_size=8, mc_passes=0).fit_seeded({"pool": pool[:3]}, x[:3, :20], y[:3, :20], 5, [1, 2, 3])
+    frozen = SmallCNN(steps=5, batch_size=8, lr=0.0, weight_decay=0.0, mc_passes=0)
+    again = frozen.fit_from(first, {"pool": pool[:3]}, x[:3], y[:3], 5, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(again.weights, first.weights))
+    warm = SmallCNN(steps=20, batch_size=8, mc_passes=0)
+    together = warm.fit_seeded({"pool": pool[:3]}, x[:3], y[:3], 5, [4, 5, 6], first.weights)
+    alone = warm.fit_seeded({"pool": pool[1:2]}, x[1:2], y[1:2], 5, [5], [w[1:2] for w in first.weights])
+    assert torch.allclose(together.predict_prepared("pool").probs[1], alone.predict_prepared("pool").probs[0],
+                          atol=1e-10, rtol=0)
+    cold = SmallCNN(steps=20, batch_size=8, mc_passes=0, warm_start=False)
+    from_scratch = cold.fit(None, x[:3], y[:3], 5, torch.Generator().manual_seed(0))
+    not_warm = cold.fit_from(first, None, x[:3], y[:3], 5, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(from_scratch.weights, not_warm.weights))
+    with pytest.raises(ValueError, match="warm start needs the previous fit of the same 2 episodes"):
+        warm.fit_from(first, None, x[:2], y[:2], 5)

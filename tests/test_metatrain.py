@@ -254,8 +254,8 @@ def test_small_cnn_by_name_runs_both_trainers(tmp_path, data_root, trainer):
     assert len(log["steps"]) == 2 and all(s["grad_norm"] > 0 for s in log["steps"])
     assert summary["best_val_aulc"] > 0
     policy = load_policy(tmp_path / "run" / "policy.pt", device="cpu")
-    assert policy.info["learner"] == {"name": "cnn", "steps": 2, "batch_size": 64, "stop_loss": 0.05, "lr": 3e-3,
-                                      "weight_decay": 1e-4, "dropout": 0.25, "mc_passes": 2}
+    assert policy.info["learner"] == {"name": "cnn", "steps": 2, "batch_size": 64, "stop_loss": 0.05, "warm_start": True,
+                                      "lr": 3e-3, "weight_decay": 1e-4, "dropout": 0.25, "mc_passes": 2}
 
 
 def test_validation_picks_as_validation_policy_selection_says(tmp_path, data_root, monkeypatch):

@@ -56,7 +56,7 @@ from scipy.stats import rankdata
 
 from metaal import __version__
 from metaal.data import load_dataset
-from metaal.device import resolve_device
+from metaal.device import keep_freed_memory, resolve_device
 from metaal.errors import InputError, OutputExistsError, exits_cleanly
 from metaal.evaluate import DEEP_TARGETS, REGIMES, REPORT_SEED_OFFSET, TARGETS, compare_strategies, regime_task
 from metaal.learners import parse_learner
@@ -166,6 +166,7 @@ def run_cell(target: str, regime: str, setup: dict, policy: str, data_root, devi
     """Run one cell and write it to `path`, as a W&B run of its own unless wandb["mode"] is
     disabled; returns a line saying how it went."""
     torch.set_num_threads(threads)
+    keep_freed_memory()  # a spawned worker starts with malloc's defaults
     config = {"target": target, "regime": regime, **setup}
     with Tracker(config, path.parent.parent, job_type="grid-cell", **wandb) as tracker:
         cell = measure_cell(target, regime, setup, policy, data_root, resolve_device(device))
@@ -405,6 +406,7 @@ def main(argv: list[str] | None = None, command: str = "metaal grid", defaults: 
     """`defaults`: flags a wrapper adds (left out of the command recorded in table.json)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     load_plugins_from_argv(argv)
+    keep_freed_memory()
     args = parse_args([*argv, *defaults])
     paired = pairing(args)
     cells = finished_cells(args) if args.table_only else run_grid(args)

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from metaal.config import ConfigError, help_text, load_config
+from metaal.device import keep_freed_memory
 from metaal.errors import exits_cleanly
 from metaal.learners import LEARNERS, learner_spec
 from metaal.registry import PLUGINS_HELP, load_plugins_from_argv
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("under torchrun, give --out: every process must use the same output folder")
     config = config_path(args.config) if args.config else None
     cfg = load_config(MetaTrainConfig, config, overrides)
+    keep_freed_memory()
     out = Path(args.out) if args.out else new_run_folder(config.stem if config else "defaults")
     trainer = MetaTrainer(cfg, out, data_root=args.data_root)
     main_rank, processes = trainer.group.is_main, trainer.group.world_size

@@ -42,7 +42,7 @@ import torch
 
 from metaal import __version__
 from metaal.data import DATASETS, TaskSpec
-from metaal.device import resolve_device
+from metaal.device import keep_freed_memory, resolve_device
 from metaal.errors import exits_cleanly
 from metaal.evaluate import TABLE_SEED_OFFSET, TARGETS, compare_strategies, write_comparison
 from metaal.learners import learner_spec, parse_learner
@@ -135,6 +135,7 @@ def _strategies(args, device) -> dict:
 @exits_cleanly
 def main(argv: list[str] | None = None) -> int:
     load_plugins_from_argv(argv)
+    keep_freed_memory()
     args = parse_args(argv)
     out = check_output_dir(args.out, args.overwrite)
     device = resolve_device(args.device)

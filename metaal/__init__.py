@@ -1,15 +1,28 @@
 """metaal: meta-learned active-learning acquisition functions."""
 
-# Using a trained policy, and extending metaal by name.
-from metaal.active_learn import History, active_learn
-from metaal.data import TaskSpec, make_dataset, register_dataset
-from metaal.deploy import select
-from metaal.learners import register_learner
-from metaal.policy import load_policy
-from metaal.strategies import Selection, Strategy, register_strategy
-from metaal.trainers import Trainer, register_trainer
+# Using a trained policy, and extending metaal by name. The names are imported on first use,
+# so that `import metaal` stays light (no learn2learn, W&B or trainers until they are needed).
+import importlib
+
 from metaal.version import __version__
 
-__all__ = ["__version__", "TaskSpec", "make_dataset", "register_dataset", "select", "active_learn", "History",
-           "register_learner", "load_policy", "Selection", "Strategy", "register_strategy", "Trainer",
-           "register_trainer"]
+_EXPORTS = {
+    "TaskSpec": "metaal.data", "make_dataset": "metaal.data", "register_dataset": "metaal.data",
+    "select": "metaal.deploy", "active_learn": "metaal.active_learn", "History": "metaal.active_learn",
+    "register_learner": "metaal.learners", "load_policy": "metaal.policy",
+    "Selection": "metaal.strategies", "Strategy": "metaal.strategies", "register_strategy": "metaal.strategies",
+    "Trainer": "metaal.trainers", "register_trainer": "metaal.trainers",
+}
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'metaal' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # once imported, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

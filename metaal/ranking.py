@@ -76,15 +76,13 @@ def friedman_p_value(scores) -> float:
 def plot_cd_diagram(names: Sequence[str], ranks, cd: float, path, title: str = "") -> None:
     """A critical-difference diagram: strategies on an axis of average rank (best at left), and a
     bar joining each group whose ranks lie within `cd` of each other."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a user's notebook keeps its backend
 
     ranks = np.asarray(ranks, dtype=float)
     order = np.argsort(ranks, kind="stable")
     k = len(names)
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.28 * k))
+    fig = Figure(figsize=(8, 1.2 + 0.28 * k))
+    ax = fig.subplots()
     ax.set_xlim(1, max(k, 2))
     ax.set_ylim(0, k + 2.6)
     ax.set_yticks([])
@@ -101,7 +99,6 @@ def plot_cd_diagram(names: Sequence[str], ranks, cd: float, path, title: str = "
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _cliques(sorted_ranks: np.ndarray, cd: float) -> list[tuple[int, int]]:

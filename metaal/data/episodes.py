@@ -33,9 +33,14 @@ from metaal.device import resolve_device
 from metaal.errors import InputError
 from metaal.limits import check_memory
 
-with contextlib.redirect_stderr(io.StringIO()):
-    # learn2learn imports gym, which prints a numpy-2 notice we do not need (we use no gym code).
-    import learn2learn as l2l
+def _learn2learn():
+    """learn2learn, imported when a sampler first needs it: it takes seconds to import, and
+    `import metaal` or `metaal.select` do not need it."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        # learn2learn imports gym, which prints a numpy-2 notice we do not need (we use no gym code).
+        import learn2learn
+
+    return learn2learn
 
 
 @dataclass(frozen=True)
@@ -206,6 +211,7 @@ class EpisodeSampler:
         self._train_global = np.flatnonzero(np.isin(train_y, self.classes))
         local_y = train_y[self._train_global]
         labels_to_indices = {c: np.flatnonzero(local_y == c).tolist() for c in self.classes}
+        l2l = _learn2learn()
         meta = l2l.data.MetaDataset(_SplitView(len(self._train_global)), labels_to_indices=labels_to_indices)
         self._taskset = l2l.data.Taskset(
             meta, task_transforms=[l2l.data.transforms.FusedNWaysKShots(meta, n=spec.n_ways, k=spec.train_per_class)],

@@ -229,3 +229,49 @@ def test_query_time_benchmark_times_every_selection_on_a_small_pool(tmp_path, da
     assert results["entropy_select_matches_plain"] and 0 <= results["policy_picks_in_exact"] <= 10
     again = query_time.main(["--data-root", str(data_root), "--pool", "6000", "--repeats", "1", "--out", str(out)])
     assert again == 2 and "pass --overwrite" in capsys.readouterr().err  # never replaced silently
+
+
+class OwnCNN(torch.nn.Module):
+    """A researcher's own CNN, written outside metaal: logits and a 64-d embedding."""
+
+    def __init__(self):
+        super().__init__()
+        conv = torch.nn.Conv2d
+        self.body = torch.nn.Sequential(conv(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                        conv(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                        torch.nn.Flatten(), torch.nn.Linear(32 * 7 * 7, 64), torch.nn.ReLU())
+        self.head = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        h = self.body(x.view(-1, 1, 28, 28))
+        return self.head(h), h
+
+
+@pytest.mark.e2e  # nine CNN fits and 20,000-image queries: about a minute
+def test_the_shipped_policy_in_an_own_cnn_loop_spreads_its_picks_over_classes(data_root):
+    """The README's select example with a CNN retrained each round on a 20,000-image pool, k=20,
+    three rounds, three seeds: no predicted class takes more than 7 of a round's 20 picks
+    (sequential selection counts each pick, with its predicted class, before the next)."""
+    mnist = load_dataset("mnist", data_root)
+    pool_x, pool_y = mnist.train.X[1000:21000], mnist.train.y[1000:21000]
+    policy = metaal.load_policy("linear")
+    for seed in range(3):
+        torch.manual_seed(seed)
+        start = torch.randperm(1000)[:20]
+        labeled_x, labeled_y, picked_so_far = mnist.train.X[start], mnist.train.y[start], []
+        for _ in range(3):
+            model = OwnCNN()
+            optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+            for _ in range(100):
+                optimizer.zero_grad()
+                torch.nn.functional.cross_entropy(model(labeled_x)[0], labeled_y).backward()
+                optimizer.step()
+            picked = metaal.select(policy, model, pool_x, k=20, labeled_x=labeled_x, labeled_y=labeled_y,
+                                   num_classes=10, batch_size=4096,
+                                   exclude=torch.tensor(picked_so_far, dtype=torch.long))
+            with torch.no_grad():
+                predicted = model(pool_x[picked])[0].argmax(-1)
+            assert len(set(picked.tolist())) == 20 and not set(picked.tolist()) & set(picked_so_far)
+            assert torch.bincount(predicted, minlength=10).max() <= 7, (seed, predicted.tolist())
+            picked_so_far += picked.tolist()
+            labeled_x, labeled_y = torch.cat([labeled_x, pool_x[picked]]), torch.cat([labeled_y, pool_y[picked]])

@@ -60,7 +60,7 @@ def test_meta_train_config_by_name_or_path(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "metaal", "meta-train", "--config", "defualt", "--out",
                               str(tmp_path / "o")], capture_output=True, text=True)
     assert missing.returncode == 2
-    assert "config 'defualt': no such file, and no shipped config of that name (default, kernel, mnist_only, smoke)" \
+    assert "config 'defualt': no such file, and no shipped config of that name (default, kernel, smoke)" \
         in missing.stderr
     resume = subprocess.run([sys.executable, "-m", "metaal", "meta-train", "--config", "smoke", "--resume"],
                             capture_output=True, text=True, cwd=tmp_path)

@@ -3,6 +3,7 @@ the numbers; and the regimes' tasks on real targets."""
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,61 +160,86 @@ def test_deep_table_runs_the_cnn_learner_on_the_whole_omniglot_alphabets(tmp_pat
     assert set(cell["aulc"]) == {"policy", "margin", "bald"} and all(len(v) == 2 for v in cell["aulc"].values())
 
 
+TARGETS4 = ("kmnist", "heart", "mushrooms", "fashion_mnist")
+REGIMES4 = ("balanced-k5", "balanced-k50", "imbalanced-k5", "imbalanced-k50")
+
+
+def write_cells(folder: Path, seed: int, shift: float = 0.0, skip=(("heart", "imbalanced-k50"),)) -> None:
+    """A grid's cells/ as the grid writes them (target, regime, per-seed AULCs by strategy; a cell
+    the target cannot hold is skipped), with made-up AULCs: 10 seeds of policy, policy_v2 and
+    cluster_margin around a per-cell level, policy_v2 `shift` above policy on average."""
+    rng = np.random.default_rng(seed)
+    (folder / "cells").mkdir(parents=True)
+    for target in TARGETS4:
+        for regime in REGIMES4:
+            cell = {"target": target, "regime": regime}
+            if (target, regime) in skip:
+                cell["skipped"] = "the pool cannot hold this regime"
+            else:
+                level = rng.uniform(0.6, 0.9)
+                cell["aulc"] = {name: (level + offset + 0.01 * rng.standard_normal(10)).tolist()
+                                for name, offset in (("policy", 0.0), ("policy_v2", shift),
+                                                     ("cluster_margin", rng.normal(0, 0.01)))}
+            (folder / "cells" / f"{target}__{regime}.json").write_text(json.dumps(cell))
+
+
 def test_compare_policies_pairs_two_policies_cell_by_cell(tmp_path):
     compare = load_benchmark("compare_policies")
     grid = tmp_path / "grid"
-    shutil.copytree(REPO / "benchmarks" / "results" / "attempts" / "seqval100" / "dev_grid" / "cells", grid / "cells")
-    by_regime = compare.cell_differences(grid, "policy_seqval100", "policy")
+    write_cells(grid, seed=0, shift=0.01)
+    by_regime = compare.cell_differences(grid, "policy_v2", "policy")
     cell = json.loads((grid / "cells" / "kmnist__balanced-k50.json").read_text())
-    aulc = {name: np.asarray(cell["aulc"][name]) for name in ("policy_seqval100", "policy")}
-    assert (aulc["policy_seqval100"] - aulc["policy"]).mean() in by_regime["balanced-k50"]
-    rows = compare.compare(by_regime, "policy_seqval100", "policy")
-    assert rows["all"]["cells"] == 55 == sum(len(d) for d in by_regime.values())  # 17 cells a target cannot hold
+    aulc = {name: np.asarray(cell["aulc"][name]) for name in ("policy_v2", "policy")}
+    assert (aulc["policy_v2"] - aulc["policy"]).mean() in by_regime["balanced-k50"]
+    rows = compare.compare(by_regime, "policy_v2", "policy")
+    assert rows["all"]["cells"] == 15 == sum(len(d) for d in by_regime.values())  # one cell skipped
     assert rows["all"]["mean_difference"] == pytest.approx(np.mean([d for v in by_regime.values() for d in v]))
     assert rows["imbalanced-k50"]["p_holm"] >= rows["imbalanced-k50"]["p"] and "p_holm" not in rows["all"]
     with pytest.raises(InputError, match="has no AULCs for \\['policy_v9'\\]"):
         compare.cell_differences(grid, "policy_v9", "policy")
-    without = compare.cell_differences(grid, "policy_seqval100", "policy", exclude=["kmnist", "mushrooms"])
-    assert sum(map(len, without.values())) == 55 - 4 - 4  # both hold all four regimes
-    assert (aulc["policy_seqval100"] - aulc["policy"]).mean() not in without["balanced-k50"]
+    without = compare.cell_differences(grid, "policy_v2", "policy", exclude=["kmnist", "mushrooms"])
+    assert sum(map(len, without.values())) == 15 - 4 - 4  # both hold all four regimes
+    assert (aulc["policy_v2"] - aulc["policy"]).mean() not in without["balanced-k50"]
     with pytest.raises(InputError, match="names \\['kmnst'\\], which .* has no cells of"):
-        compare.cell_differences(grid, "policy_seqval100", "policy", exclude=["kmnst"])
+        compare.cell_differences(grid, "policy_v2", "policy", exclude=["kmnst"])
 
 
 def test_compare_policies_replicates_per_cell_differences_on_other_seeds(tmp_path):
-    """The committed development grid (seeds 10000-10019) against the report grid (30000-30049):
-    the per-cell differences of Cluster-Margin and the policy, matched cell by cell."""
+    """A development grid against a report grid: the per-cell differences of Cluster-Margin and
+    the policy, matched cell by cell."""
     compare = load_benchmark("compare_policies")
-    results = REPO / "benchmarks" / "results"
-    dev, report = results / "attempts" / "policy_cluster" / "dev_grid", results / "transfer_table"
+    dev, report = tmp_path / "dev", tmp_path / "report"
+    write_cells(dev, seed=1)
+    write_cells(report, seed=2)
     r = compare.replication(dev, report, "cluster_margin", "policy")
     here = compare.per_cell_differences(dev, "cluster_margin", "policy")
     there = compare.per_cell_differences(report, "cluster_margin", "policy")
     ahead = [cell for cell, d in here.items() if d > 0]
-    assert r["cells"] == 55 and r["ahead_here"] == len(ahead) and 0 < len(ahead) < 55
+    assert r["cells"] == 15 and r["ahead_here"] == len(ahead) and 0 < len(ahead) < 15
     assert r["mean_there_where_ahead_here"] == pytest.approx(np.mean([there[c] for c in ahead]))
-    assert r["mean_there_if_chosen_where_ahead_here"] == pytest.approx(sum(there[c] for c in ahead) / 55)
+    assert r["mean_there_if_chosen_where_ahead_here"] == pytest.approx(sum(there[c] for c in ahead) / 15)
     assert r["pearson_r"] == pytest.approx(np.corrcoef([here[c] for c in sorted(here)],
                                                        [there[c] for c in sorted(here)])[0, 1])
-    (tmp_path / "cells").mkdir()
+    (tmp_path / "two" / "cells").mkdir(parents=True)
     for name in ("kmnist__balanced-k5.json", "kmnist__balanced-k50.json"):
-        shutil.copy(dev / "cells" / name, tmp_path / "cells" / name)
+        shutil.copy(dev / "cells" / name, tmp_path / "two" / "cells" / name)
     with pytest.raises(InputError, match="share 2 cells; a replication needs at least 3"):
-        compare.replication(tmp_path, report, "cluster_margin", "policy")
+        compare.replication(tmp_path / "two", report, "cluster_margin", "policy")
 
 
 def test_a_grid_with_margin_as_its_only_baseline_writes_its_table(tmp_path, data_root):
-    """The committed attempt grid ran margin alone beside the policies (--baselines margin):
-    --table-only rebuilds its table, with no best-baseline column to fill."""
-    attempt = REPO / "benchmarks" / "results" / "attempts" / "seqimit600"
-    shutil.copytree(attempt / "dev_grid" / "cells", tmp_path / "cells")
+    """A grid that ran margin alone beside the policies (--baselines margin): --table-only
+    rebuilds its table, with no best-baseline column to fill."""
     grid = load_benchmark("transfer_grid")
-    assert grid.main(["--data-root", str(data_root), "--table-only", "--seed-offset", "10000", "--seeds", "20",
-                      "--reference-candidates", "0", "--baselines", "margin", "--extra-policy",
-                      f"policy_seqimit600={attempt / 'policy.pt'}", "--out", str(tmp_path)]) == 0
+    flags = ["--data-root", str(data_root), "--targets", "heart", "--regimes", "balanced-k5", "--seeds", "2",
+             "--reference-candidates", "0", "--baselines", "margin", "--extra-policy",
+             f"policy_kernel={REPO / 'metaal' / 'policies' / 'kernel.pt'}", "--out", str(tmp_path)]
+    assert grid.main(flags) == 0
+    (tmp_path / "table.md").unlink()
+    assert grid.main([*flags, "--table-only"]) == 0
     markdown = (tmp_path / "table.md").read_text()
-    assert "| kmnist | " in markdown and "| none run |  |" in markdown
-    assert "policy_seqimit600 vs margin: mean Δ" in markdown and "best-ranked other baseline" not in markdown
+    assert "| heart | " in markdown and "| none run |  |" in markdown
+    assert "policy_kernel vs margin: mean Δ" in markdown and "best-ranked other baseline" not in markdown
 
 
 def test_grid_ceiling_counts_what_a_per_cell_choice_could_make_significant(tmp_path):

@@ -7,7 +7,7 @@
 
 Every key of the config can be overridden on the command line (--section.key value); run with
 --help-config to list them. --config is a YAML file or the name of a shipped config (default,
-smoke, mnist_only: metaal/configs/). Writes to --out (default: a new folder
+kernel, smoke: metaal/configs/). Writes to --out (default: a new folder
 runs/meta_train/<config name>-<date>-<time>-<4 hex>, so that no two runs share one):
   policy.pt          the best policy by validation AULC (load with metaal.policy.load_policy)
   checkpoint.pt      the resumable training state, every checkpoint_every steps

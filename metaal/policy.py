@@ -4,9 +4,8 @@ and its checkpoints.
 The network scores each pool sample from its feature vector (features.SCHEMA, predictive
 entropy included). With `context`, it also sees a pooled summary of the whole unlabeled
 pool (the mean of the per-sample encodings), so it can weigh a sample against the others
-(prefer typical samples early, uncertain ones later); with `attention` too, each sample's own
-summary, weighted towards the samples its encoding asks for. A linear path from the features to
-the score lets it express the classic heuristics (margin, entropy) from the start.
+(prefer typical samples early, uncertain ones later). A linear path from the features to the
+score lets it express the classic heuristics (margin, entropy) from the start.
 """
 
 from __future__ import annotations
@@ -33,7 +32,9 @@ from metaal.zoo import DEFAULT_POLICY, SHIPPED, is_policy_name, policy_file
 
 CHECKPOINT_FORMAT = "metaal-policy"
 CHECKPOINT_VERSION = 1
-ATTENTION_DIM = 16  # the width of the attention's queries and keys (PolicyNet(attention=True))
+# Network options metaal had and removed, tried and not kept (RESEARCH_LOG.md): a checkpoint
+# that sets one is refused by name, not loaded as a different network.
+REMOVED_HPARAMS = {"attention": "pool_attention"}
 
 
 class PolicyLoadError(CheckpointError):
@@ -41,20 +42,9 @@ class PolicyLoadError(CheckpointError):
 
 
 class PolicyNet(nn.Module):
-    def __init__(self, n_features: int = len(SCHEMA.names), hidden: int = 64, context: bool = True,
-                 attention: bool = False):
+    def __init__(self, n_features: int = len(SCHEMA.names), hidden: int = 64, context: bool = True):
         super().__init__()
-        if attention and not context:
-            raise InputError("attention is a way to read the pool's context; it needs context=True")
         self.hparams = {"n_features": n_features, "hidden": hidden, "context": context}
-        if attention:  # only then, so the hparams of a network without it read as before
-            self.hparams["attention"] = True
-            # both maps start at zero: equal weights, the pool's mean as without attention. The keys
-            # get gradients from there (a sample's weight in every summary), the queries after them
-            self.query = nn.Linear(hidden, ATTENTION_DIM, bias=False)
-            self.key = nn.Linear(hidden, ATTENTION_DIM, bias=False)
-            nn.init.zeros_(self.query.weight)
-            nn.init.zeros_(self.key.weight)
         self.encode = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.head = nn.Sequential(nn.Linear(hidden * (2 if context else 1), hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.linear = nn.Linear(n_features, 1)
@@ -84,9 +74,9 @@ class PolicyNet(nn.Module):
                 context_features: torch.Tensor | None = None) -> torch.Tensor:
         """features (B, m, F), available (B, m) bool -> scores (B, m), higher = label first.
 
-        The pooled context is the (attention-weighted) mean encoding of the pool: of its available samples when
-        the whole pool is here, else of `context_features` (B, R, F), the features of a
-        reference subset standing in for a pool that is scored in batches."""
+        The pooled context is the mean encoding of the pool: of its available samples when the
+        whole pool is here, else of `context_features` (B, R, F), the features of a reference
+        subset standing in for a pool that is scored in batches."""
         if features.shape[-1] != self.hparams["n_features"]:
             raise InputError(f"the policy expects {self.hparams['n_features']} features per sample, "
                              f"got {features.shape[-1]}; pass features.columns_for(net.schema, features), "
@@ -98,23 +88,10 @@ class PolicyNet(nn.Module):
             else:
                 pool = self.encode(context_features)
                 keep = torch.ones(pool.shape[:2], dtype=torch.bool, device=pool.device)
-            h = torch.cat([h, self._pool_summary(h, pool, keep)], -1)
-        return self.head(h).squeeze(-1) + self.linear(features).squeeze(-1)
-
-    def _pool_summary(self, h: torch.Tensor, pool: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """(B, m, H) each sample's summary of the pool encodings `pool` (B, R, H) whose `keep`
-        (B, R) is True: their mean, or with `attention` sample i's mean weighted by
-        phi(q_i) . phi(k_j), phi = elu + 1 (linear attention, Katharopoulos et al. 2020: linear
-        in the pool's size, where softmax attention's m x R weights made large pools slow)."""
-        weight = keep.unsqueeze(-1).to(h.dtype)  # (B, R, 1)
-        if not self.hparams.get("attention"):
+            weight = keep.unsqueeze(-1).to(h.dtype)  # (B, R, 1)
             pooled = (pool * weight).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp_min(1)
-            return pooled.expand_as(h)
-        queries = nn.functional.elu(self.query(h)) + 1  # (B, m, d), positive
-        keys = (nn.functional.elu(self.key(pool)) + 1) * weight  # (B, R, d), zero where not kept
-        summed = keys.transpose(1, 2) @ pool  # (B, d, H): sum_j phi(k_j) v_j, once for every query
-        total = queries @ keys.sum(1).unsqueeze(-1)  # (B, m, 1): sum_j phi(q_i) . phi(k_j)
-        return (queries @ summed) / total.clamp_min(1e-6)
+            h = torch.cat([h, pooled.expand_as(h)], -1)
+        return self.head(h).squeeze(-1) + self.linear(features).squeeze(-1)
 
     def score(self, ctx: QueryContext) -> torch.Tensor:
         """(B, m) scores of a query context: the one path from a context to the network, for
@@ -355,7 +332,7 @@ def _checkpoint_schema(path: Path, payload: dict) -> FeatureSchema:
 
 
 def _checkpoint_net(path: Path, payload: dict) -> PolicyNet:
-    hparams = payload["hparams"]
+    hparams = _without_removed(path, payload)
     known = set(inspect.signature(PolicyNet).parameters)
     if not isinstance(hparams, dict) or not set(hparams) <= known:
         unknown = sorted(set(hparams) - known) if isinstance(hparams, dict) else hparams
@@ -371,3 +348,18 @@ def _checkpoint_net(path: Path, payload: dict) -> PolicyNet:
         raise PolicyLoadError(f"{path}: the weights {bad} contain NaN or inf (a diverged training run?); "
                               "use an earlier checkpoint or retrain")
     return net
+
+
+def _without_removed(path: Path, payload: dict):
+    """The checkpoint's hparams without the removed options it leaves off (False: the network is
+    the one this metaal builds); refuses one that turns a removed option on."""
+    hparams = payload["hparams"]
+    if not isinstance(hparams, dict):
+        return hparams  # _checkpoint_net names the malformed value
+    for name, attempt in REMOVED_HPARAMS.items():
+        if hparams.get(name):
+            raise PolicyLoadError(
+                f"{path} is a policy network with {name}=True, an option this metaal {__version__} removed: it was "
+                f"tried and not kept (RESEARCH_LOG.md, row {attempt}). Load it with the metaal of the git tag "
+                f"research-archive, which still has it, or meta-train a policy without it")
+    return {key: value for key, value in hparams.items() if key not in REMOVED_HPARAMS}

@@ -250,7 +250,8 @@ def test_a_warm_started_cnn_round_starts_from_the_last_rounds_weights(mnist_batc
     keeps each episode independent of its batch, and without warm_start is a fresh fit."""
     x, y = labeled(mnist_batch, 30)
     x, pool = x.double(), mnist_batch.pool_x.double()
-    first = SmallCNN(steps=20, batch_size=8, mc_passes=0).fit_seeded({"pool": pool[:3]}, x[:3, :20], y[:3, :20], 5, [1, 2, 3])
+    learner = SmallCNN(steps=20, batch_size=8, mc_passes=0)
+    first = learner.fit_seeded({"pool": pool[:3]}, x[:3, :20], y[:3, :20], 5, [1, 2, 3])
     frozen = SmallCNN(steps=5, batch_size=8, lr=0.0, weight_decay=0.0, mc_passes=0)
     again = frozen.fit_from(first, {"pool": pool[:3]}, x[:3], y[:3], 5, torch.Generator().manual_seed(0))
     assert all(torch.equal(a, b) for a, b in zip(again.weights, first.weights))

@@ -227,15 +227,12 @@ def test_transfer_run_uses_the_policy_artifact(smoke_run, tmp_path, data_root):
     assert transfer["config"]["dataset_name"] == "kmnist"
 
 
-@pytest.mark.parametrize(("trainer", "metric"),
-                         [("reinforce", "reward/aulc_vs_margin"), ("batch", "batch/gain_spread")])
-def test_policy_gradient_smoke_runs(tmp_path, data_root, trainer, metric):
-    cfg = load_config(MetaTrainConfig, SMOKE, ["--trainer.name", trainer, "--trainer.steps", "3",
-                                               "--trainer.options.batch.measure_share", "1",
+def test_policy_gradient_smoke_runs(tmp_path, data_root):
+    cfg = load_config(MetaTrainConfig, SMOKE, ["--trainer.name", "reinforce", "--trainer.steps", "3",
                                                "--validation.every", "3", "--wandb.mode", "disabled"])
     summary = MetaTrainer(cfg, tmp_path / "run", data_root=data_root).run(progress=False)
     log = json.loads((tmp_path / "run" / "log.json").read_text())
-    assert len(log["steps"]) == 3 and all(metric in s and s["grad_norm"] > 0 for s in log["steps"])
+    assert len(log["steps"]) == 3 and all("reward/aulc_vs_margin" in s and s["grad_norm"] > 0 for s in log["steps"])
     assert summary["best_val_aulc"] > 0
     assert not (tmp_path / "run" / "wandb").exists()
 
@@ -254,8 +251,9 @@ def test_small_cnn_by_name_runs_both_trainers(tmp_path, data_root, trainer):
     assert len(log["steps"]) == 2 and all(s["grad_norm"] > 0 for s in log["steps"])
     assert summary["best_val_aulc"] > 0
     policy = load_policy(tmp_path / "run" / "policy.pt", device="cpu")
-    assert policy.info["learner"] == {"name": "cnn", "steps": 2, "batch_size": 64, "stop_loss": 0.05, "warm_start": True,
-                                      "lr": 3e-3, "weight_decay": 1e-4, "dropout": 0.25, "mc_passes": 2}
+    assert policy.info["learner"] == {"name": "cnn", "steps": 2, "batch_size": 64, "stop_loss": 0.05,
+                                      "warm_start": True, "lr": 3e-3, "weight_decay": 1e-4, "dropout": 0.25,
+                                      "mc_passes": 2}
 
 
 def test_validation_picks_as_validation_policy_selection_says(tmp_path, data_root, monkeypatch):
@@ -306,7 +304,7 @@ def test_fine_tuning_starts_from_the_given_policy(tmp_path, data_root, smoke_run
     assert any(not torch.equal(v.cpu(), before[k]) for k, v in trainer.net.state_dict().items())
 
     wider = load_config(MetaTrainConfig, SMOKE, ["--policy.hidden", "32", "--policy.init_from", str(start)])
-    with pytest.raises(ConfigError, match="set policy.hidden, policy.context and policy.attention to match"):
+    with pytest.raises(ConfigError, match="set policy.hidden and policy.context to match it"):
         MetaTrainer(wider, tmp_path / "wider", data_root=data_root)
     missing = load_config(MetaTrainConfig, SMOKE, ["--policy.init_from", str(tmp_path / "nope.pt")])
     with pytest.raises(MetaalError, match="no policy checkpoint at"):
@@ -394,25 +392,7 @@ def test_bad_value_names_the_key(tmp_path):
     bad.write_text(SMOKE.read_text().replace("name: oracle", "name: ppo"))
     result = run_script("--config", str(bad), "--out", str(tmp_path / "o"))
     assert result.returncode == 2
-    assert "'trainer': unknown trainer 'ppo'; choose from batch, oracle, reinforce" in result.stderr
-
-
-def test_a_policy_with_attention_meta_trains_into_a_checkpoint_that_keeps_it(tmp_path, data_root):
-    cfg = load_config(MetaTrainConfig, SMOKE, ["--policy.attention", "true", "--trainer.steps", "2",
-                                               "--validation.every", "2", "--wandb.mode", "disabled"])
-    trainer = MetaTrainer(cfg, tmp_path / "run", data_root=data_root)
-    start = {k: v.clone() for k, v in trainer.net.state_dict().items()}
-    trainer.run(progress=False)
-    policy = load_policy(tmp_path / "run" / "policy.pt", device="cpu")
-    assert policy.net.hparams["attention"] and any(
-        not torch.equal(v, start[k]) for k, v in trainer.net.state_dict().items() if k.startswith("key."))
-    with pytest.raises(ConfigError, match="policy.attention weights the pool's summary, so it needs policy.context"):
-        load_config(MetaTrainConfig, SMOKE, ["--policy.context", "false", "--policy.attention", "true"])
-
-
-def test_an_oracle_horizon_below_one_is_refused():
-    with pytest.raises(ConfigError, match="horizon >= 1"):
-        load_config(MetaTrainConfig, SMOKE, ["--trainer.options.oracle.horizon", "0"])
+    assert "'trainer': unknown trainer 'ppo'; choose from oracle, reinforce" in result.stderr
 
 
 def test_validation_classes_must_be_held_out(tmp_path, data_root):

@@ -1,11 +1,11 @@
-"""True gains by retraining: the one-step oracle, the greedy oracle strategy, and the batch
-trainer's sampled batches."""
+"""True gains by retraining: the one-step oracle, the greedy oracle strategy and the oracle
+trainer's rollout."""
 
 import pytest
 import torch
 
 from metaal.data import Episode, EpisodeSampler, EpisodeSpec, load_dataset
-from metaal.features import SCHEMA, PoolStatistics, compute_features
+from metaal.features import PoolStatistics, compute_features
 from metaal.learners import LogisticRegression
 from metaal.loop import picks_labeled, run_active_learning
 from metaal.metrics import aulc
@@ -17,10 +17,8 @@ from metaal.strategies import (
     candidate_gains,
     expected_gains,
     make_strategy,
-    rollout_gains,
 )
 from metaal.strategies.lookahead import with_picks_labeled
-from metaal.trainers.batch import BatchSamplingRollout, leave_one_out_advantage, sample_batch
 from metaal.trainers.oracle import ImitatingRollout
 
 
@@ -124,35 +122,6 @@ def test_expected_gain_by_hand_and_without_labels(batch):
     blind = replace(sim, episode=replace(batch, pool_y=torch.zeros_like(batch.pool_y),
                                          eval_y=torch.zeros_like(batch.eval_y)))
     assert torch.equal(expected_gains(blind, candidates), gains)
-
-
-def test_rollout_gains_by_hand(batch):
-    """horizon 1 is the one-step gain; horizon 2 adds the k smallest-margin samples still
-    available under the fit with the candidate, and averages the two fits' accuracies."""
-    learner = LogisticRegression(n_members=0)
-    sim = simulation(batch, learner)
-    candidates = torch.tensor([[0, 7, 30], [1, 2, 3], [149, 50, 9], [4, 5, 6]])
-    available = torch.ones_like(batch.pool_y, dtype=torch.bool)
-    available[:, 40] = False  # already queried: the continuation must not pick it
-    assert torch.allclose(rollout_gains(sim, available, candidates, 1, 3), candidate_gains(sim, candidates), atol=1e-6)
-    gains = rollout_gains(sim, available, candidates, horizon=2, k=3)
-    b, j = 2, 1
-    i = int(candidates[b, j])
-
-    def fit_accuracy(extra):
-        x = torch.cat([batch.labeled_x, batch.pool_x[:, extra]], 1)
-        y = torch.cat([batch.labeled_y, batch.pool_y[:, extra]], 1)
-        fitted = learner.fit(sim.prepared, x, y, 5)
-        return fitted, float((fitted.predict_prepared("eval").probs.argmax(-1)[b] == batch.eval_y[b]).float().mean())
-
-    first, acc1 = fit_accuracy([i])
-    top2 = first.predict_prepared("pool").probs[b].topk(2, -1).values
-    margin = top2[:, 0] - top2[:, 1]
-    margin[[i, 40]] = float("inf")
-    _, acc2 = fit_accuracy([i] + margin.topk(3, largest=False).indices.tolist())
-    assert gains[b, j] == pytest.approx((acc1 + acc2) / 2 - float(sim.accuracy[b]), abs=1e-6)
-    with pytest.raises(ValueError, match="horizon >= 1"):
-        rollout_gains(sim, available, candidates, 0, 3)
 
 
 def test_lookahead_refits_in_bounded_chunks(batch, monkeypatch):
@@ -269,91 +238,3 @@ def test_sequential_rollout_teaches_the_marginal_gain_after_the_rounds_earlier_p
             assert torch.allclose(record["candidate_scores"], net.score(state).gather(1, candidates))
         assert torch.allclose(record["gains"], candidate_gains(with_picks_labeled(sim, picks[:, :j]), candidates))
     assert len(steps) > 1 and max(steps) > 0
-
-
-def test_rollout_with_a_horizon_teaches_the_multi_step_value_at_the_same_state(batch):
-    """With horizon > 1 the rollout records, at the same state and candidates, their rollout
-    gains over the samples still available (the round's earlier picks excluded)."""
-    net, sim, context = round_start(batch)
-    k, seed = 4, 1
-    selection = ImitatingRollout(net, n_candidates=6, sequential=True, horizon=2).query(context(seed), k)
-    picks, record = selection.indices, selection.record
-    j = int(torch.randint(k, (1,), generator=torch.Generator().manual_seed(seed)))
-    state = after_picks(context(seed), picks[:, :j])
-    expected = rollout_gains(with_picks_labeled(sim, picks[:, :j]), state.available, record["candidates"], 2, k)
-    assert torch.allclose(record["gains"], expected)
-    assert not torch.allclose(record["gains"], candidate_gains(with_picks_labeled(sim, picks[:, :j]),
-                                                               record["candidates"]))
-
-
-# ------------------------------------------------------------------ the batch trainer's sampled batches
-
-def test_sampled_batch_and_its_log_probability_by_hand(batch):
-    """A sampled batch holds k distinct pool samples; its log-probability is the sum, pick by pick,
-    of the log-softmax of the scores on the features with the earlier picks counted as labeled, at
-    the temperature times the round's first score spread; a near-zero temperature is the greedy
-    sequential pick."""
-    net, _, context = round_start(batch)
-    picks, log_prob = sample_batch(net, context(0), 4, temperature=0.5)
-    assert picks.shape == (4, 4) and all(len(set(row.tolist())) == 4 for row in picks)
-    with torch.no_grad():
-        first = net.score(context(0))
-        scale = 0.5 * first.std(1, unbiased=False, keepdim=True)
-        expected = sum((net.score(after_picks(context(0), picks[:, :j])) / scale)
-                       .masked_fill(~after_picks(context(0), picks[:, :j]).available, float("-inf"))
-                       .log_softmax(1).gather(1, picks[:, j:j + 1]).squeeze(1) for j in range(4))
-    assert torch.allclose(log_prob, expected, atol=1e-5) and log_prob.requires_grad
-    greedy, _ = sample_batch(net, context(1), 4, temperature=1e-6)
-    assert torch.equal(greedy, PolicyStrategy(net, sequential=True).query(context(1), 4).indices)
-    draws = {tuple(sample_batch(net, context(seed), 4, temperature=1.0)[0][0].tolist()) for seed in range(5)}
-    assert len(draws) > 1  # a real sample, not the greedy batch each time
-
-
-def test_batch_rollout_records_each_sampled_batch_and_the_accuracy_it_reaches(batch):
-    net, sim, context = round_start(batch)
-    selection = BatchSamplingRollout(net, samples=3, temperature=0.5, measure_share=1.0).query(context(2), 5)
-    record = selection.record
-    assert torch.equal(selection.indices, PolicyStrategy(net, sequential=True).query(context(2), 5).indices)
-    assert record["batches"].shape == (4, 3, 5) and record["log_prob"].shape == record["accuracy"].shape == (4, 3)
-    for s in range(3):
-        assert torch.allclose(record["accuracy"][:, s], with_picks_labeled(sim, record["batches"][:, s]).accuracy)
-    assert torch.allclose(record["chosen_accuracy"], with_picks_labeled(sim, selection.indices).accuracy)
-    skipped = BatchSamplingRollout(net, samples=3, temperature=0.5, measure_share=1e-9).query(context(2), 5)
-    assert skipped.record == {} and torch.equal(skipped.indices, selection.indices)
-
-
-def test_leave_one_out_advantage_by_hand():
-    gains = torch.tensor([[0.1, 0.2, 0.6], [0.5, 0.5, 0.5]])
-    assert torch.allclose(leave_one_out_advantage(gains),
-                          torch.tensor([[0.1 - 0.4, 0.2 - 0.35, 0.6 - 0.15], [0.0, 0.0, 0.0]]))
-
-
-def test_batch_policy_gradient_learns_to_pick_what_pays():
-    """Batches sampled from the policy, rewarded with the sum of a value revealed in the margin
-    column, with the leave-one-out baseline: the greedy batch's value rises to near the best."""
-    torch.manual_seed(0)
-    g = torch.Generator().manual_seed(0)
-    net = PolicyNet(hidden=16, context=False)
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-
-    def toy(generator):
-        features = torch.rand(16, 20, len(SCHEMA.names), generator=generator)
-        ctx = QueryContext(pool=None, features=features, labeled_embedding=torch.zeros(16, 1, 1),
-                           available=torch.ones(16, 20, dtype=torch.bool), generator=generator,
-                           refeature=lambda picks: features)
-        return ctx, features[..., SCHEMA.index("margin")]
-
-    def greedy_value():
-        ctx, value = toy(torch.Generator().manual_seed(99))
-        return value.gather(1, sample_batch(net, ctx, 3, 1e-6)[0]).mean().item()
-
-    before = greedy_value()
-    for _ in range(100):
-        ctx, value = toy(g)
-        drawn = [sample_batch(net, ctx, 3, temperature=1.0) for _ in range(4)]
-        gains = torch.stack([value.gather(1, picks).sum(1) for picks, _ in drawn], 1)
-        loss = -(leave_one_out_advantage(gains) * torch.stack([lp for _, lp in drawn], 1)).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert before < 0.7 and greedy_value() > 0.8  # the best 3 of 20 uniform values average ~0.9

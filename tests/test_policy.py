@@ -34,43 +34,23 @@ def test_context_makes_scores_depend_on_the_rest_of_the_pool(ctx):
     assert torch.allclose(without(ctx.features, ctx.available)[:, :100], without(ctx.features, fewer)[:, :100])
 
 
-def test_attention_starts_as_the_pool_mean_and_then_gives_each_sample_its_own_summary(ctx):
-    torch.manual_seed(0)
-    attending = PolicyNet(attention=True)
-    mean = PolicyNet()
-    mean.load_state_dict({k: v for k, v in attending.state_dict().items() if not k.startswith(("query.", "key."))})
-    # its maps start at zero: equal weights over the available samples, the mean's scores
-    assert torch.allclose(attending(ctx.features, ctx.available), mean(ctx.features, ctx.available), atol=1e-5)
-    torch.nn.init.normal_(attending.query.weight, std=3.0)
-    torch.nn.init.normal_(attending.key.weight, std=3.0)
-    encoded = attending.encode(ctx.features)
-    summaries = attending._pool_summary(encoded, encoded, ctx.available)  # (B, m, H): the mean's rows are equal
-    spread = summaries.std(1).mean(-1) / encoded.std(1).mean(-1)
-    assert (spread > 1e-3).all() and not torch.allclose(attending(ctx.features, ctx.available),
-                                                        mean(ctx.features, ctx.available))
-    # samples that are not available get no weight: changing their features changes no other score
-    fewer = ctx.available.clone()
-    fewer[:, 100:] = False
-    moved = ctx.features.clone()
-    moved[:, 100:] += 5.0
-    assert torch.allclose(attending(ctx.features, fewer)[:, :100], attending(moved, fewer)[:, :100], atol=1e-5)
-    # a streamed pool: the summary reads the reference subset instead, every row of it
-    first_50 = (torch.arange(ctx.available.shape[1]) < 50).expand_as(ctx.available)
-    assert torch.allclose(attending(ctx.features, ctx.available, ctx.features[:, :50]),
-                          attending(ctx.features, first_50), atol=1e-5)
-
-
-def test_attention_checkpoint_roundtrip_and_it_needs_the_context(tmp_path, ctx):
-    torch.manual_seed(1)
-    net = PolicyNet(hidden=16, attention=True)
-    torch.nn.init.normal_(net.query.weight)
-    torch.nn.init.normal_(net.key.weight)
+def test_a_checkpoint_with_the_removed_attention_is_refused_by_name(tmp_path, ctx):
+    """policy.attention was tried and not kept (RESEARCH_LOG.md, pool_attention): a checkpoint
+    that turns it on is refused, saying so; one that records it off is the network it always was."""
+    net = PolicyNet(hidden=16)
     save_policy(net, tmp_path / "p.pt")
-    loaded = load_policy(tmp_path / "p.pt", device="cpu")
-    assert loaded.net.hparams["attention"] and torch.equal(loaded.score(ctx), PolicyStrategy(net).score(ctx))
-    assert "attention" not in PolicyNet().hparams  # a network without it writes the hparams it always wrote
-    with pytest.raises(ValueError, match="needs context=True"):
-        PolicyNet(context=False, attention=True)
+    payload = torch.load(tmp_path / "p.pt", weights_only=True)
+    payload["hparams"]["attention"] = True
+    payload["state_dict"] |= {"query.weight": torch.zeros(16, 16), "key.weight": torch.zeros(16, 16)}
+    torch.save(payload, tmp_path / "attention.pt")
+    with pytest.raises(PolicyLoadError, match=r"attention=True, an option this metaal .* removed.*"
+                                              r"RESEARCH_LOG.md, row pool_attention"):
+        load_policy(tmp_path / "attention.pt")
+    payload = torch.load(tmp_path / "p.pt", weights_only=True)
+    payload["hparams"]["attention"] = False
+    torch.save(payload, tmp_path / "off.pt")
+    loaded = load_policy(tmp_path / "off.pt", device="cpu")
+    assert "attention" not in loaded.net.hparams and torch.equal(loaded.score(ctx), PolicyStrategy(net).score(ctx))
 
 
 def test_margin_initialisation_selects_like_margin(ctx):

@@ -33,6 +33,7 @@ from metaal.device import resolve_device
 from metaal.errors import InputError
 from metaal.limits import check_memory
 
+
 def _learn2learn():
     """learn2learn, imported when a sampler first needs it: it takes seconds to import, and
     `import metaal` or `metaal.select` do not need it."""

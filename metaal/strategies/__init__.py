@@ -10,7 +10,7 @@ from metaal.strategies.uncertainty import BALD, Entropy, LeastConfidence, Margin
 from metaal.strategies.diversity import BADGE, ClusterMargin, CoreSet
 from metaal.strategies.coldstart import ProbCover, TypiClust
 from metaal.strategies.lookahead import (ExpectedGain, OneStepOracle, PoolOracle, candidate_gains, expected_gains,
-                                         rollout_gains, sample_candidates)
+                                         sample_candidates)
 # isort: on
 
 __all__ = [
@@ -18,6 +18,5 @@ __all__ = [
     "make_strategy", "register_strategy", "simulation_free",
     "BALD", "Entropy", "LeastConfidence", "Margin", "Random", "BADGE", "ClusterMargin", "CoreSet",
     "ProbCover", "TypiClust",
-    "ExpectedGain", "OneStepOracle", "PoolOracle", "candidate_gains", "expected_gains", "rollout_gains",
-    "sample_candidates",
+    "ExpectedGain", "OneStepOracle", "PoolOracle", "candidate_gains", "expected_gains", "sample_candidates",
 ]

@@ -104,40 +104,6 @@ def candidate_gains(sim: Simulation, candidates: torch.Tensor, on: str = "eval")
     return change.sum(-1) / (ep.pool_y.shape[1] - 1)
 
 
-def rollout_gains(sim: Simulation, available: torch.Tensor, candidates: torch.Tensor, horizon: int,
-                  k: int) -> torch.Tensor:
-    """(B, M) the multi-step lookahead of labeling candidates[b, j]: the learner is refitted on
-    the labeled set plus the candidate, then `horizon - 1` times more, each time adding the k
-    available samples of smallest margin under the last fit (a margin-sampling continuation);
-    the value is the mean evaluation accuracy of those `horizon` fits minus the current one. So
-    a candidate is worth what it gives over the next rounds, not only at once: imitating the
-    best of them is one step of policy improvement over margin (Bertsekas' rollout algorithm).
-    horizon=1 is candidate_gains(sim, candidates, "eval"), by a refit per candidate."""
-    if horizon < 1 or k < 1:
-        raise InputError(f"a rollout needs horizon >= 1 and k >= 1, got horizon={horizon}, k={k}")
-    ep, (B, M) = sim.episode, candidates.shape
-    rows = torch.arange(B * M, device=candidates.device)[:, None]
-    episode_of = rows // M  # row b*M + j is candidate j of episode b; the pool is indexed, not repeated
-
-    def repeat(t: torch.Tensor) -> torch.Tensor:  # episode b -> rows b*M .. b*M + M - 1
-        return t.repeat_interleave(M, 0)
-
-    prepared, free = map_tensors(sim.prepared, repeat), repeat(available)
-    picks = candidates.reshape(B * M, 1)
-    x, y = repeat(sim.labeled_x), repeat(sim.labeled_y)
-    learner, total = _predicting(sim.learner), 0.0
-    for step in range(horizon):
-        x, y = torch.cat([x, ep.pool_x[episode_of, picks]], 1), torch.cat([y, ep.pool_y[episode_of, picks]], 1)
-        free[rows, picks] = False
-        fitted = learner.fit(prepared, x, y, sim.num_classes)
-        total = total + (fitted.predict_prepared("eval").probs.argmax(-1) == repeat(ep.eval_y)).float().mean(1)
-        if step + 1 < horizon:
-            top2 = fitted.predict_prepared("pool").probs.topk(2, -1).values
-            margin = (top2[..., 0] - top2[..., 1]).masked_fill(~free, float("inf"))
-            picks = margin.topk(min(k, int(free.sum(1).min())), dim=1, largest=False).indices
-    return (total / horizon).view(B, M) - sim.accuracy[:, None]
-
-
 def expected_gains(sim: Simulation, candidates: torch.Tensor) -> torch.Tensor:
     """(B, M) expected one-step gain of labeling candidates[b, j], without any label: the
     learner is refitted with the candidate labeled as each class c in turn, and the gain is

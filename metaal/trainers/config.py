@@ -67,28 +67,21 @@ class LoopConfig:
 class PolicyConfig:
     hidden: int = _help("hidden units", default=64)
     context: bool = _help("also read a pooled summary of the pool", default=True)
-    attention: bool = _help("with context: each sample's own summary of the pool, weighted by linear attention "
-                            "(starting as the mean), instead of the pool's one mean for all "
-                            "(no better so far, RESULTS.md)", default=False)
     init: Literal["margin", "random"] = _help("start as margin sampling, or from random weights", default="margin")
     init_scale: float = _help("margin start: score = -init_scale * margin. Keep it near the target's "
                               "scale: a steep start spends the first steps flattening, scrambling the ranking",
                               default=1.0)
     init_from: str | None = _help("a policy.pt to start from instead of `init` (fine-tuning, e.g. with another "
-                                  "trainer); its hidden, context and attention must match these", default=None)
+                                  "trainer); its hidden and context must match these", default=None)
     features: Literal[1, 2] = _help("the feature schema version a new policy reads (features.READABLE_SCHEMAS): 1, "
                                     "the first 11 features, as the shipped policy; 2 adds embedding_norm, "
                                     "expected_gradient_length and pool_predicted_share (no better so far, RESULTS.md). "
                                     "With init_from, the checkpoint's", default=1)
 
-    def validate(self):
-        if self.attention and not self.context:
-            raise InputError("policy.attention weights the pool's summary, so it needs policy.context: true")
-
 
 @dataclass
 class TrainerConfig:
-    name: str = _help("meta-trainer, by name (registered: oracle, reinforce, batch, and any plug-in's)",
+    name: str = _help("meta-trainer, by name (registered: oracle, reinforce, and any plug-in's)",
                       default="oracle")
     steps: int = _help("policy updates", default=200)
     episodes_per_step: int = _help("episodes per update", default=16)

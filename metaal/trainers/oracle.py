@@ -2,8 +2,7 @@
 
 At every state the policy visits (DAgger: the rollout follows the current policy), M
 candidate samples get their true one-step accuracy gain (M retrained learners per episode,
-one batched call), or with `horizon` > 1 their value over the next rounds of a margin
-continuation, and the policy learns to rank them: listwise (cross-entropy to
+one batched call), and the policy learns to rank them: listwise (cross-entropy to
 softmax(gain / tau)) or by regression on the standardised gains.
 """
 
@@ -18,7 +17,7 @@ from metaal.errors import InputError
 from metaal.loop import run_active_learning
 from metaal.metrics import aulc
 from metaal.policy import PolicyNet, after_picks, sequential_picks
-from metaal.strategies import QueryContext, Selection, Strategy, candidate_gains, rollout_gains, sample_candidates
+from metaal.strategies import QueryContext, Selection, Strategy, candidate_gains, sample_candidates
 from metaal.strategies.lookahead import with_picks_labeled
 from metaal.trainers.base import Trainer, register_trainer
 
@@ -45,16 +44,13 @@ class ImitatingRollout(Strategy):
     state measured is one random step j of the round: the j picks so far count as labeled (with
     their predicted classes in the features, their true labels in the refits), so the gain
     taught is a sample's marginal gain given the round's earlier picks. Otherwise (top-k) the
-    state is the round's start and the k highest scores are labeled at once. `horizon` > 1:
-    a candidate's gain is its rollout gain over the next rounds (strategies.rollout_gains)."""
+    state is the round's start and the k highest scores are labeled at once."""
 
     name = "policy-imitating"
     needs_simulation = True  # it refits the learner and reads the labels
 
-    def __init__(self, net: PolicyNet, n_candidates: int, top_share: float = 0.0, sequential: bool = False,
-                 horizon: int = 1):
+    def __init__(self, net: PolicyNet, n_candidates: int, top_share: float = 0.0, sequential: bool = False):
         self.net, self.n_candidates, self.top_share, self.sequential = net, n_candidates, top_share, sequential
-        self.horizon = horizon
 
     def select(self, ctx: QueryContext, k: int) -> Selection:
         if self.sequential:
@@ -66,8 +62,7 @@ class ImitatingRollout(Strategy):
         scores = self.net.score(state)
         candidates = sample_candidates(state, self.n_candidates, prefer=scores.detach(), top_share=self.top_share)
         with torch.no_grad():
-            gains = candidate_gains(sim, candidates) if self.horizon == 1 \
-                else rollout_gains(sim, state.available, candidates, self.horizon, k)
+            gains = candidate_gains(sim, candidates)
         candidate_scores = scores.gather(1, candidates)
         # how often the policy's favourite candidate is among the oracle's best
         favourite = gains.gather(1, candidate_scores.argmax(1, keepdim=True)).squeeze(1)
@@ -91,19 +86,14 @@ class OracleTrainer(Trainer):
         # how the rollout picks a round's k: "top-k" (at once; gains measured at the round's start)
         # or "sequential" (one at a time, as a loaded policy does; marginal gains within the round)
         selection: Literal["top-k", "sequential"] = "top-k"
-        # refits a candidate's gain looks ahead: 1, its one-step gain; h > 1, the mean accuracy of h
-        # fits, the candidate then h - 1 rounds of k margin picks (strategies.rollout_gains)
-        horizon: int = 1
 
         def validate(self):
-            if self.candidates < 2 or not 0 <= self.top_candidates <= 1 or self.target_temperature <= 0 \
-                    or self.horizon < 1:
-                raise InputError("candidates must be >= 2, top_candidates in [0, 1], target_temperature > 0 "
-                                 "and horizon >= 1")
+            if self.candidates < 2 or not 0 <= self.top_candidates <= 1 or self.target_temperature <= 0:
+                raise InputError("candidates must be >= 2, top_candidates in [0, 1] and target_temperature > 0")
 
     def objective(self, episodes, task, seed):
         o = self.options
-        rollout = ImitatingRollout(self.net, o.candidates, o.top_candidates, o.selection == "sequential", o.horizon)
+        rollout = ImitatingRollout(self.net, o.candidates, o.top_candidates, o.selection == "sequential")
         result = run_active_learning(episodes, self.learner, rollout, task.rounds, task.k, seed=seed)
         scores = torch.cat([r["candidate_scores"] for r in result.records])
         gains = torch.cat([r["gains"] for r in result.records])

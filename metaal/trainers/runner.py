@@ -93,17 +93,15 @@ class MetaTrainer:
 
     def _initial_net(self) -> PolicyNet:
         p = self.cfg.policy
-        net = PolicyNet(n_features=len(readable_schema(p.features).names), hidden=p.hidden, context=p.context,
-                        attention=p.attention)
+        net = PolicyNet(n_features=len(readable_schema(p.features).names), hidden=p.hidden, context=p.context)
         if p.init_from is None:
             return net.init_as_heuristic("margin", sign=-1.0, scale=p.init_scale) if p.init == "margin" else net
         # refuses foreign or incompatible files; a network of an older feature schema keeps it (reads its columns)
         start = load_policy(p.init_from, device="cpu").net
-        wanted = {"hidden": p.hidden, "context": p.context, "attention": p.attention}
-        if {key: start.hparams.get(key, False) for key in wanted} != wanted:
+        wanted = {"hidden": p.hidden, "context": p.context}
+        if {key: start.hparams[key] for key in wanted} != wanted:
             raise ConfigError(f"policy.init_from {p.init_from} is a network with {start.hparams}, but the config "
-                              f"asks for {wanted}; set policy.hidden, policy.context and policy.attention "
-                              f"to match it")
+                              f"asks for {wanted}; set policy.hidden and policy.context to match it")
         return start.train()
 
     # -- one update --------------------------------------------------------------------

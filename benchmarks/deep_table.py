@@ -9,8 +9,9 @@ CNN has no matched policy: the pairing is warned about and recorded); the SmallC
 (retrained each round from the previous round's weights: at most 150 Adam steps on minibatches
 of 64, stopping at training loss 0.05; 8 MC-dropout passes, which BALD reads) for every
 strategy; the targets Fashion-MNIST, KMNIST, MNIST digits 5-9 and all 59 characters of the
-held-out Omniglot alphabets; the regimes balanced-k50 and imbalanced-k50 (a pool of 2000, 10 rounds of k=50; Omniglot holds 826 samples,
-so k=20, and no imbalanced pool of 400); margin, entropy, BALD, BADGE, Cluster-Margin and random;
+held-out Omniglot alphabets; the regimes balanced-k50 and imbalanced-k50 (a pool of 2000, 10
+rounds of k=50; Omniglot holds 826 samples, so k=20, and no imbalanced pool of 400); margin,
+entropy, BALD, BADGE, Cluster-Margin and random;
 20 seeds from 70000, a range no run or choice has used; no lookahead references; output
 benchmarks/results/deep_table/. Each cell is resumable as in the grid. On the 2-core CPU one
 Fashion-MNIST margin episode costs about 6 s (benchmarks/deep_episode_cost.py); the table's

@@ -4,11 +4,13 @@
 
 The states of benchmarks/gain_predictability.py (margin runs the loop; at every round 64
 candidates get their true one-step gain; seeds 20000..), with features recorded beyond the
-schema's: label propagation over a k-NN graph of the labeled set and the pool (Zhou et al.
-2004), which the schema has nothing like. Models of the gain (least squares, and a PolicyNet
-with the oracle trainer's regression loss) are fitted on half the episodes of each target and
-tested on the other half, once per feature set:
-  - v1: the 11 features of schema v1,
+schema's: the three that schema v2 added (computed here as metaal computed them for a pool held
+in memory; v2 was tried and not kept and left metaal, RESEARCH_LOG.md row schema_v2), and label
+propagation over a k-NN graph of the labeled set and the pool (Zhou et al. 2004), which the
+schema has nothing like. Models of the gain (least squares, and a PolicyNet with the oracle
+trainer's regression loss) are fitted on half the episodes of each target and tested on the
+other half, once per feature set:
+  - v1: the 11 features of schema v1 (metaal's one schema),
   - v2: schema v2 (v1 + embedding_norm, expected_gradient_length, pool_predicted_share),
   - v1+lp: v1 and the four label-propagation features,
   - v2+lp: all of them.
@@ -31,12 +33,25 @@ import torch
 
 from metaal.errors import exits_cleanly
 from metaal.evaluate import TARGETS
-from metaal.features import SCHEMA, SCHEMA_V1, squared_distances
+from metaal.features import SCHEMA, squared_distances
 from metaal.outputs import check_output_dir
 
 HERE = Path(__file__).parent
+V2_FEATURES = ("embedding_norm", "expected_gradient_length", "pool_predicted_share")
 LP_FEATURES = ("lp_disagreement", "lp_margin", "lp_class_probability", "nearest_labeled_agrees")
 NEIGHBOURS, ALPHA, ITERATIONS = 10, 0.9, 30
+
+
+def v2_features(ctx) -> torch.Tensor:
+    """(B, m, 3) the V2_FEATURES of every pool sample: r / (1 + r), r = |embedding| over its median
+    over the pool; g / (1 + g), g = sqrt(1 - sum p^2) r (the expected gradient length); the share
+    of the pool predicted in the sample's predicted class."""
+    p, embedding = ctx.pool.probs, ctx.pool.embedding
+    norm = embedding.norm(dim=-1) / embedding.norm(dim=-1).median(-1, keepdim=True).values.clamp_min(1e-12)
+    gradient = (1 - (p * p).sum(-1)).clamp_min(0).sqrt() * norm
+    predicted = p.argmax(-1)
+    shares = torch.nn.functional.one_hot(predicted, p.shape[-1]).to(p.dtype).mean(1)
+    return torch.stack([norm / (1 + norm), gradient / (1 + gradient), torch.gather(shares, 1, predicted)], -1)
 
 
 def propagated_labels(labeled_embedding, labeled_y, embedding, num_classes: int) -> torch.Tensor:
@@ -73,11 +88,17 @@ def lp_features(ctx) -> torch.Tensor:
                         (labeled_y.gather(1, nearest) == p.argmax(-1)).float()], -1)
 
 
-FEATURE_SETS = {  # columns of [SCHEMA | LP_FEATURES]
-    "v1": list(range(len(SCHEMA_V1.names))),
-    "v2": list(range(len(SCHEMA.names))),
-    "v1+lp": list(range(len(SCHEMA_V1.names))) + [len(SCHEMA.names) + i for i in range(len(LP_FEATURES))],
-    "v2+lp": list(range(len(SCHEMA.names) + len(LP_FEATURES))),
+def extra_features(ctx) -> torch.Tensor:
+    """(B, m, 7) the V2_FEATURES, then the LP_FEATURES."""
+    return torch.cat([v2_features(ctx), lp_features(ctx)], -1)
+
+
+V2 = len(SCHEMA.names) + len(V2_FEATURES)
+FEATURE_SETS = {  # columns of [SCHEMA | V2_FEATURES | LP_FEATURES]
+    "v1": list(range(len(SCHEMA.names))),
+    "v2": list(range(V2)),
+    "v1+lp": list(range(len(SCHEMA.names))) + [V2 + i for i in range(len(LP_FEATURES))],
+    "v2+lp": list(range(V2 + len(LP_FEATURES))),
 }
 
 
@@ -115,7 +136,7 @@ def main(argv=None):
     results = {}
     for target in wanted:
         start = time.perf_counter()
-        results[target] = screen(*gp.states(TARGETS[target], args.episodes, args.data_root, extra=lp_features))
+        results[target] = screen(*gp.states(TARGETS[target], args.episodes, args.data_root, extra=extra_features))
         cells = " | ".join(f"{k} R2 {v['r2_mlp']:.3f}" for k, v in results[target].items())
         print(f"{target:28s} {cells} ({time.perf_counter() - start:.0f} s)", flush=True)
     meta = {"command": "python benchmarks/feature_screen.py " + " ".join(argv or sys.argv[1:]),

@@ -1,6 +1,6 @@
 """How much of the one-step oracle's advantage can any policy on the schema's features recover?
 
-    python benchmarks/gain_predictability.py --data-root ../shared/data [--episodes 32] [--datasets a,b] [--features 1]
+    python benchmarks/gain_predictability.py --data-root ../shared/data [--episodes 32] [--datasets a,b]
 
 A diagnostic for issue 6, not a strategy. On every transfer-table target (episode shapes
 from benchmarks/transfer_table.py, but seeds 20000.., which the table never uses) margin
@@ -30,7 +30,7 @@ import torch
 
 from metaal.errors import exits_cleanly
 from metaal.evaluate import TARGETS, warn
-from metaal.features import SCHEMA, columns_for, readable_schema
+from metaal.features import SCHEMA
 from metaal.learners import make_learner
 from metaal.loop import run_active_learning
 from metaal.outputs import check_output_dir
@@ -142,8 +142,6 @@ def wanted_targets(parser: argparse.ArgumentParser, args) -> list[str]:
 def main(argv=None):
     load_plugins_from_argv(argv)
     parser = target_arguments(__doc__, episodes=32, out=HERE / "results" / "gain_predictability")
-    parser.add_argument("--features", type=int, default=1, choices=(1, 2),
-                        help="the feature schema the models read (1: the shipped policy's; see feature_screen.py)")
     parser.add_argument("--plugins", help=PLUGINS_HELP)
     args = parser.parse_args(argv)
     wanted = wanted_targets(parser, args)
@@ -152,7 +150,6 @@ def main(argv=None):
     for target in wanted:
         start = time.perf_counter()
         features, gains = states(TARGETS[target], args.episodes, args.data_root)
-        features = columns_for(readable_schema(args.features), features)
         half = args.episodes // 2
         train, test = (features[:half], gains[:half]), (features[half:], gains[half:])
         scorers = {"margin": margin_scorer, "linear": fit_linear(*train), "mlp": fit_mlp(*train)}
@@ -167,7 +164,7 @@ def main(argv=None):
               f"R2 linear {r['r2_linear']:.3f} mlp {r['r2_mlp']:.3f}", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"command": "python benchmarks/gain_predictability.py " + " ".join(argv or sys.argv[1:]),
-            "episodes": args.episodes, "features": args.features, "candidates": CANDIDATES, "top_by_margin": TOP,
+            "episodes": args.episodes, "candidates": CANDIDATES, "top_by_margin": TOP,
             "seed_offset": SEED_OFFSET}
     (out / "results.json").write_text(json.dumps({"meta": meta, "targets": results}, indent=2) + "\n")
     print(f"wrote {out / 'results.json'}")

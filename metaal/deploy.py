@@ -45,7 +45,7 @@ from torch import nn
 
 from metaal.device import resolve_device
 from metaal.errors import InputError, NonFiniteError
-from metaal.features import DENSITY_NEIGHBOURS, PoolStatistics, compute_features, predicted_shares, reference_subset
+from metaal.features import DENSITY_NEIGHBOURS, PoolStatistics, compute_features, reference_subset
 from metaal.learners import Prediction
 from metaal.loop import picks_labeled
 from metaal.policy import default_policy, load_policy
@@ -319,7 +319,6 @@ def _pool_statistics(strategy: Strategy, model: nn.Module, pool, n: int, labeled
     if not strategy.reads_features:
         return None
     stats = PoolStatistics.from_reference(reference.embedding, ref_index, labeled, size=n)
-    stats.predicted_shares = predicted_shares(reference.probs)
     stats.context_features = compute_features(reference, labeled, labeled_y, num_classes, budget_used, stats,
                                               index=stats.reference_index)
     return stats

@@ -34,7 +34,11 @@ class FeatureSchema:
         return {"version": self.version, "names": list(self.names)}
 
 
-SCHEMA_V1 = FeatureSchema(
+# The one schema, v1: what the shipped policies read. Schema v2 (these 11, then the embedding's
+# norm, the expected gradient length and the pool's share of the predicted class) was tried and
+# not kept (RESEARCH_LOG.md, row schema_v2); its version number is not reused, and a checkpoint
+# trained on it is refused by name (policy.REMOVED_SCHEMAS).
+SCHEMA = FeatureSchema(
     version=1,
     names=(
         "entropy",               # predictive entropy / log C                         (sample)
@@ -50,40 +54,6 @@ SCHEMA_V1 = FeatureSchema(
         "inv_num_classes",       # 1 / C                                               (round)
     ),
 )
-
-# v2 appends two features on how far one label would move the learner (expected gradient
-# length, Settles et al. 2008: a softmax head's loss gradient on (x, y) is (p - e_y) x h, so its
-# size grows with the embedding's norm, which no v1 feature reads), and one on the pool's class
-# balance (in a long-tailed pool, a sample of a rare predicted class is worth more).
-SCHEMA = FeatureSchema(
-    version=2,
-    names=SCHEMA_V1.names + (
-        "embedding_norm",            # r / (1 + r), r = |embedding| / its median over the pool
-        "expected_gradient_length",  # g / (1 + g), g = sqrt(1 - sum p^2) r: E_y |p - e_y| times r
-        "pool_predicted_share",      # share of the pool predicted in the sample's predicted class
-    ),
-)
-
-# Every schema is a prefix of the next, so the features of this version serve a policy trained
-# on any of these by their first columns (its checkpoint keeps loading).
-READABLE_SCHEMAS = (SCHEMA_V1, SCHEMA)
-
-
-def readable_schema(version: int) -> FeatureSchema:
-    """The schema of that version among those a policy may read."""
-    for schema in READABLE_SCHEMAS:
-        if schema.version == version:
-            return schema
-    raise InputError(f"no feature schema v{version}; this metaal reads {[s.version for s in READABLE_SCHEMAS]}")
-
-
-def columns_for(schema: FeatureSchema, features: torch.Tensor) -> torch.Tensor:
-    """The columns of `features` (..., F) of SCHEMA that a reader of `schema` (a prefix) sees."""
-    if schema.names != SCHEMA.names[:len(schema.names)]:
-        raise InputError(f"feature schema v{schema.version} is not one this metaal computes "
-                         f"(it reads {[s.version for s in READABLE_SCHEMAS]})")
-    return features[..., :len(schema.names)]
-
 
 DENSITY_NEIGHBOURS = 10
 # Pool-wide features (density, the medians) use at most this many pool samples as the
@@ -150,16 +120,6 @@ def local_density(embedding: torch.Tensor, generator: torch.Generator | None = N
     return density_from_knn(knn, knn[:, ref].median(-1, keepdim=True).values)
 
 
-def predicted_shares(probs: torch.Tensor) -> torch.Tensor:
-    """(B, C) the share of the samples of probs (B, m, C) predicted in each class."""
-    return torch.nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype).mean(1)
-
-
-def median_norm(embedding: torch.Tensor) -> torch.Tensor:
-    """(B, 1) the median norm of the rows of embedding (B, m, H)."""
-    return embedding.norm(dim=-1).median(-1, keepdim=True).values
-
-
 @dataclass
 class PoolStatistics:
     """The pool-wide quantities the features are normalised by, one object for every caller:
@@ -168,19 +128,16 @@ class PoolStatistics:
     (`from_reference`: deployment), where they must not depend on the batch."""
 
     size: int                                     # samples in the whole pool
-    norm_scale: torch.Tensor                      # (B, 1) median embedding norm over the pool (or reference)
     pool_density: torch.Tensor | None = None      # in memory: (B, m) local density of every sample
     reference: torch.Tensor | None = None         # streamed: (B, R, H) embeddings of the reference subset
     reference_index: torch.Tensor | None = None   # streamed: (R,) their pool indices
     knn_scale: torch.Tensor | None = None         # streamed: (B, 1) median k-NN distance in the reference
     labeled_distance_scale: torch.Tensor | None = None  # streamed: (B, 1) median distance to the labeled set
     context_features: torch.Tensor | None = None  # streamed: (B, R, F) the reference's features (policy context)
-    predicted_shares: torch.Tensor | None = None  # streamed: (B, C) share of the reference predicted in each class
 
     @classmethod
     def in_memory(cls, embedding: torch.Tensor, generator: torch.Generator | None = None) -> PoolStatistics:
-        return cls(size=embedding.shape[1], norm_scale=median_norm(embedding),
-                   pool_density=local_density(embedding, generator))
+        return cls(size=embedding.shape[1], pool_density=local_density(embedding, generator))
 
     @classmethod
     def from_reference(cls, reference: torch.Tensor, reference_index: torch.Tensor, labeled_embedding: torch.Tensor,
@@ -188,7 +145,7 @@ class PoolStatistics:
         """From the embeddings (B, R, H) of the reference subset `reference_index` of a pool of `size`."""
         reference_index = reference_index.to(reference.device)
         knn = knn_distance(reference, reference, reference_index, reference_index)
-        return cls(size=size, norm_scale=median_norm(reference), reference=reference, reference_index=reference_index,
+        return cls(size=size, reference=reference, reference_index=reference_index,
                    knn_scale=knn.median(-1, keepdim=True).values,
                    labeled_distance_scale=nearest_distance(reference, labeled_embedding)
                    .median(-1, keepdim=True).values)
@@ -239,12 +196,8 @@ def compute_features(pool: Prediction, labeled_embedding: torch.Tensor, labeled_
 
     counts = torch.nn.functional.one_hot(labeled_y, C).sum(1).float()            # (B, C)
     share = counts / counts.sum(-1, keepdim=True)
-    predicted = p.argmax(-1)                                                     # (B, m)
-    predicted_share = torch.gather(share, 1, predicted)
+    predicted_share = torch.gather(share, 1, p.argmax(-1))                       # (B, m)
     n_labeled = labeled_y.shape[1]
-    norm = emb.norm(dim=-1) / stats.norm_scale.clamp_min(1e-12)
-    gradient = (1 - (p * p).sum(-1)).clamp_min(0).sqrt() * norm
-    pool_shares = predicted_shares(p) if stats.predicted_shares is None else stats.predicted_shares
 
     def per_round(value) -> torch.Tensor:  # a number, or one per episode (B,), broadcast to (B, m)
         return torch.as_tensor(value, dtype=p.dtype, device=p.device).expand(B)[:, None].expand(B, m)
@@ -261,9 +214,6 @@ def compute_features(pool: Prediction, labeled_embedding: torch.Tensor, labeled_
         "labeled_fraction": per_round(n_labeled / (n_labeled + stats.size)),
         "label_entropy": per_round(entropy(share) / log_c),
         "inv_num_classes": per_round(1 / C),
-        "embedding_norm": norm / (1 + norm),
-        "expected_gradient_length": gradient / (1 + gradient),
-        "pool_predicted_share": torch.gather(pool_shares, 1, predicted),
     }
     features = torch.stack([columns[name] for name in schema.names], -1)
     if not torch.isfinite(features).all():

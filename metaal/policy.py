@@ -24,7 +24,7 @@ from torch import nn
 
 from metaal.device import resolve_device
 from metaal.errors import CheckpointError, InputError
-from metaal.features import READABLE_SCHEMAS, SCHEMA, FeatureSchema, columns_for
+from metaal.features import SCHEMA, FeatureSchema
 from metaal.learners import LEARNERS, learner_spec
 from metaal.strategies import QueryContext, Strategy
 from metaal.version import __version__
@@ -35,6 +35,9 @@ CHECKPOINT_VERSION = 1
 # Network options metaal had and removed, tried and not kept (RESEARCH_LOG.md): a checkpoint
 # that sets one is refused by name, not loaded as a different network.
 REMOVED_HPARAMS = {"attention": "pool_attention"}
+# Feature schemas, by version, metaal had and removed, tried and not kept (RESEARCH_LOG.md): a
+# checkpoint trained on one is refused by name. Their version numbers are not reused.
+REMOVED_SCHEMAS = {2: "schema_v2"}
 
 
 class PolicyLoadError(CheckpointError):
@@ -51,12 +54,11 @@ class PolicyNet(nn.Module):
 
     @property
     def schema(self) -> FeatureSchema:
-        """The feature schema the network reads: the readable one with its number of inputs."""
-        for schema in READABLE_SCHEMAS:
-            if len(schema.names) == self.hparams["n_features"]:
-                return schema
-        raise InputError(f"no feature schema of this metaal has {self.hparams['n_features']} features "
-                         f"(they have {[len(s.names) for s in READABLE_SCHEMAS]})")
+        """The feature schema the network reads: features.SCHEMA, if it has as many inputs."""
+        if self.hparams["n_features"] != len(SCHEMA.names):
+            raise InputError(f"a network of {self.hparams['n_features']} features reads no feature schema of this "
+                             f"metaal (v{SCHEMA.version} has {len(SCHEMA.names)})")
+        return SCHEMA
 
     def init_as_heuristic(self, feature: str = "margin", sign: float = -1.0, scale: float = 10.0) -> PolicyNet:
         """Start as a classic heuristic: score = sign * scale * feature, the MLP silent (its
@@ -79,8 +81,7 @@ class PolicyNet(nn.Module):
         subset standing in for a pool that is scored in batches."""
         if features.shape[-1] != self.hparams["n_features"]:
             raise InputError(f"the policy expects {self.hparams['n_features']} features per sample, "
-                             f"got {features.shape[-1]}; pass features.columns_for(net.schema, features), "
-                             "the columns of its feature schema, or call net.score(ctx)")
+                             f"got {features.shape[-1]}")
         h = self.encode(features)
         if self.hparams["context"]:
             if context_features is None:
@@ -95,16 +96,14 @@ class PolicyNet(nn.Module):
 
     def score(self, ctx: QueryContext) -> torch.Tensor:
         """(B, m) scores of a query context: the one path from a context to the network, for
-        training rollouts, evaluation and deployment alike. A network trained on an older
-        feature schema reads its columns of the context's (columns_for); it runs on the
-        network's device."""
+        training rollouts, evaluation and deployment alike. Checks the context's feature
+        schema, and runs on the network's device."""
         if ctx.schema != SCHEMA:
             raise InputError(f"the context holds feature schema v{ctx.schema.version}; this metaal computes "
                              f"v{SCHEMA.version}")
         device = next(self.parameters()).device
-        context = None if ctx.context_features is None else columns_for(self.schema, ctx.context_features).to(device)
-        return self(columns_for(self.schema, ctx.features).to(device), ctx.available.to(device),
-                    context).to(ctx.features.device)
+        context = None if ctx.context_features is None else ctx.context_features.to(device)
+        return self(ctx.features.to(device), ctx.available.to(device), context).to(ctx.features.device)
 
 
 class PolicyStrategy(Strategy):
@@ -321,11 +320,17 @@ def _checkpoint_schema(path: Path, payload: dict) -> FeatureSchema:
                                names=tuple(payload["feature_schema"]["names"]))
     except (KeyError, TypeError) as e:
         raise PolicyLoadError(f"{path}: its feature_schema is malformed ({type(e).__name__}: {e})") from e
-    if schema not in READABLE_SCHEMAS:
+    if schema.version in REMOVED_SCHEMAS:
+        raise PolicyLoadError(
+            f"{path} was trained on feature schema v{schema.version} ({len(schema.names)} features), which this "
+            f"metaal {__version__} removed: it was tried and not kept (RESEARCH_LOG.md, row "
+            f"{REMOVED_SCHEMAS[schema.version]}). Load it with the metaal of the git tag research-archive, which "
+            f"still reads it, or meta-train a policy on v{SCHEMA.version}, the {len(SCHEMA.names)} features this "
+            f"metaal computes")
+    if schema != SCHEMA:
         raise PolicyLoadError(
             f"{path} was trained on feature schema v{schema.version} {list(schema.names)}, but this metaal "
-            f"{__version__} computes v{SCHEMA.version} {list(SCHEMA.names)} and reads "
-            f"{[f'v{s.version}' for s in READABLE_SCHEMAS]}. Retrain the policy with this version, "
+            f"{__version__} computes v{SCHEMA.version} {list(SCHEMA.names)}. Retrain the policy with this version, "
             f"or install the metaal it was trained with ({payload.get('metaal_version')})."
         )
     return schema

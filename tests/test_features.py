@@ -8,7 +8,7 @@ import torch
 from metaal import features as feat
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
 from metaal.errors import NonFiniteError
-from metaal.features import SCHEMA, SCHEMA_V1, columns_for, compute_features, local_density
+from metaal.features import SCHEMA, compute_features, local_density
 from metaal.learners import LogisticRegression, Prediction
 
 
@@ -22,39 +22,13 @@ def fitted_round(data_root):
     return batch, fitted.predict(batch.pool_x), fitted.predict(batch.labeled_x)
 
 
-def test_schema_is_named_versioned_and_has_entropy():
-    assert SCHEMA.version == 2 and SCHEMA.names[0] == "entropy"
+def test_schema_is_v1_named_versioned_and_has_entropy():
+    """One schema, v1: the 11 features the shipped policies read, in their order (v2 was tried
+    and not kept, RESEARCH_LOG.md row schema_v2)."""
+    assert SCHEMA.version == 1 and SCHEMA.names[0] == "entropy" and len(SCHEMA.names) == 11
     assert len(set(SCHEMA.names)) == len(SCHEMA.names)
-    assert SCHEMA.to_dict() == {"version": 2, "names": list(SCHEMA.names)}
-    assert SCHEMA.names[:len(SCHEMA_V1.names)] == SCHEMA_V1.names  # v1 readers see their columns first
-
-
-def test_an_older_schema_reads_the_first_columns_and_a_foreign_one_is_refused():
-    f = torch.rand(2, 4, len(SCHEMA.names))
-    assert torch.equal(columns_for(SCHEMA_V1, f), f[..., :11])
-    assert torch.equal(columns_for(SCHEMA, f), f)
-    foreign = feat.FeatureSchema(version=1, names=("margin", "entropy"))
-    with pytest.raises(ValueError, match=r"feature schema v1 is not one this metaal computes \(it reads \[1, 2\]\)"):
-        columns_for(foreign, f)
-
-
-def test_the_features_of_schema_v2(fitted_round):
-    """embedding_norm is |h| over the pool's median |h|, squashed to r / (1 + r); the expected
-    gradient length multiplies r by E_y|p - e_y| = sqrt(1 - sum p^2) before squashing;
-    pool_predicted_share counts the pool's samples predicted in the sample's class."""
-    batch, pool, lab = fitted_round
-    f = compute_features(pool, lab.embedding, batch.labeled_y, 5, budget_used=0.0)
-    norm = pool.embedding.norm(dim=-1)
-    r = norm / norm.median(-1, keepdim=True).values
-    assert torch.allclose(f[..., SCHEMA.index("embedding_norm")], r / (1 + r), atol=1e-6)
-    g = (1 - pool.probs.square().sum(-1)).sqrt() * r
-    assert torch.allclose(f[..., SCHEMA.index("expected_gradient_length")], g / (1 + g), atol=1e-6)
-    # the median sample reads 1/2 on embedding_norm; a sample twice as far out reads 2/3
-    assert (f[..., SCHEMA.index("embedding_norm")] - 0.5).abs().min(-1).values.max() < 0.01
-    predicted = pool.probs.argmax(-1)
-    for episode, sample in ((0, 0), (1, 17), (2, 299)):
-        same = (predicted[episode] == predicted[episode, sample]).float().mean()
-        assert torch.isclose(f[episode, sample, SCHEMA.index("pool_predicted_share")], same)
+    assert SCHEMA.to_dict() == {"version": 1, "names": list(SCHEMA.names)}
+    assert not hasattr(feat, "SCHEMA_V1") and not hasattr(feat, "columns_for")
 
 
 def test_features_shape_range_and_values(fitted_round):

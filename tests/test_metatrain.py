@@ -15,7 +15,7 @@ import torch
 from metaal.config import ConfigError, load_config
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
 from metaal.errors import MetaalError
-from metaal.features import SCHEMA, SCHEMA_V1
+from metaal.features import SCHEMA
 from metaal.learners import LogisticRegression
 from metaal.loop import run_active_learning
 from metaal.policy import PolicyNet, load_policy
@@ -311,23 +311,20 @@ def test_fine_tuning_starts_from_the_given_policy(tmp_path, data_root, smoke_run
         MetaTrainer(missing, tmp_path / "missing", data_root=data_root)
 
 
-def test_fine_tuning_a_schema_v1_policy_keeps_its_schema(tmp_path, data_root):
-    """The shipped policy reads feature schema v1; fine-tuned, it still does (its first 11 columns
-    of the v2 features), and its checkpoint says so."""
+def test_fine_tuning_the_shipped_policy_keeps_schema_v1(tmp_path, data_root):
+    """The shipped policy reads feature schema v1, the one schema; fine-tuned, it still does, and
+    its checkpoint says so. A new policy reads it too: `policy.features` (v2) is gone."""
     shipped = REPO / "metaal" / "policies" / "linear.pt"
     cfg = load_config(MetaTrainConfig, SMOKE, ["--trainer.steps", "1", "--validation.every", "1",
                                                "--wandb.mode", "disabled", "--policy.hidden", "64",
                                                "--policy.init_from", str(shipped)])
     MetaTrainer(cfg, tmp_path / "run", data_root=data_root).run(progress=False)
     tuned = load_policy(tmp_path / "run" / "policy.pt", device="cpu")
-    assert tuned.schema == SCHEMA_V1 and tuned.net.hparams["n_features"] == len(SCHEMA_V1.names)
-    # a new policy reads v1 unless the config asks for v2; an unknown version is a config error
+    assert tuned.schema == SCHEMA and tuned.net.hparams["n_features"] == len(SCHEMA.names) == 11
     plain = load_config(MetaTrainConfig, SMOKE, ["--wandb.mode", "disabled"])
-    wider = load_config(MetaTrainConfig, SMOKE, ["--wandb.mode", "disabled", "--policy.features", "2"])
-    assert MetaTrainer(plain, tmp_path / "v1", data_root=data_root).net.schema == SCHEMA_V1
-    assert MetaTrainer(wider, tmp_path / "v2", data_root=data_root).net.schema == SCHEMA
-    with pytest.raises(ConfigError, match="'policy.features' must be one of 1, 2; got 3"):
-        load_config(MetaTrainConfig, SMOKE, ["--policy.features", "3"])
+    assert MetaTrainer(plain, tmp_path / "new", data_root=data_root).net.schema == SCHEMA
+    with pytest.raises(ConfigError, match="unknown key 'policy.features'"):
+        load_config(MetaTrainConfig, SMOKE, ["--policy.features", "1"])
 
 
 # ------------------------------------------------------------------ resume

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from metaal.data import EpisodeSampler, EpisodeSpec, load_dataset
-from metaal.features import SCHEMA, SCHEMA_V1
+from metaal.features import SCHEMA
 from metaal.policy import PolicyLoadError, PolicyNet, PolicyStrategy, load_policy, save_policy
 from metaal.strategies import make_strategy
 from tests.test_strategies import make_context  # a real context: logreg fitted on MNIST episodes
@@ -70,8 +70,7 @@ def test_selection_respects_the_strategy_contract(ctx):
 
 
 def test_wrong_feature_count_is_a_clear_error(ctx):
-    expected = r"expects 14 features per sample, got 3; pass features.columns_for\(net.schema, features\)"
-    with pytest.raises(ValueError, match=expected):
+    with pytest.raises(ValueError, match="expects 11 features per sample, got 3"):
         PolicyNet()(ctx.features[..., :3], ctx.available)
 
 
@@ -106,7 +105,7 @@ def test_incompatible_schema_is_refused_with_the_reason(tmp_path):
     payload = torch.load(tmp_path / "p.pt", weights_only=True)
     payload["feature_schema"] = {"version": 0, "names": ["entropy", "margin"]}
     torch.save(payload, tmp_path / "old.pt")
-    refusal = r"feature schema v0 \['entropy', 'margin'\].*computes v2.*reads \['v1', 'v2'\]. Retrain"
+    refusal = r"feature schema v0 \['entropy', 'margin'\].*computes v1 \['entropy', .*'inv_num_classes'\]. Retrain"
     with pytest.raises(PolicyLoadError, match=refusal):
         load_policy(tmp_path / "old.pt")
     payload = torch.load(tmp_path / "p.pt", weights_only=True)
@@ -116,23 +115,32 @@ def test_incompatible_schema_is_refused_with_the_reason(tmp_path):
         load_policy(tmp_path / "mismatch.pt")
 
 
-def test_a_schema_v1_checkpoint_loads_and_reads_its_columns(tmp_path, ctx):
-    """A policy trained before schema v2 keeps working: it reads the first 11 columns, which
-    are v1's features, and scores exactly as the same network on v1 features alone."""
-    torch.manual_seed(0)
-    old = PolicyNet(n_features=len(SCHEMA_V1.names), hidden=16)
-    save_policy(old, tmp_path / "v1.pt")
-    assert torch.load(tmp_path / "v1.pt", weights_only=True)["feature_schema"] == SCHEMA_V1.to_dict()
-    policy = load_policy(tmp_path / "v1.pt", device="cpu")
-    assert policy.schema == SCHEMA_V1 and ctx.features.shape[-1] == len(SCHEMA.names)
-    with torch.no_grad():
-        expected = old(ctx.features[..., :11], ctx.available)
-    assert torch.allclose(policy.score(ctx), expected)
+def test_a_checkpoint_of_the_removed_schema_v2_is_refused_by_name(tmp_path):
+    """Feature schema v2 (v1's 11 features and three more) was tried and not kept (RESEARCH_LOG.md,
+    schema_v2): a policy trained on it is refused, saying so; one whose network reads another
+    number of features than its schema v1 is inconsistent. The shipped policies read v1."""
+    v2_names = list(SCHEMA.names) + ["embedding_norm", "expected_gradient_length", "pool_predicted_share"]
+    save_policy(PolicyNet(hidden=16), tmp_path / "v1.pt")
     payload = torch.load(tmp_path / "v1.pt", weights_only=True)
-    payload["feature_schema"] = SCHEMA.to_dict()  # 11 inputs claiming v2's 14 features
+    wide = PolicyNet(n_features=14, hidden=16)
+    payload |= {"feature_schema": {"version": 2, "names": v2_names}, "hparams": dict(wide.hparams),
+                "state_dict": wide.state_dict()}
+    torch.save(payload, tmp_path / "v2.pt")
+    with pytest.raises(PolicyLoadError, match=r"v2.pt was trained on feature schema v2 \(14 features\), which this "
+                                              r"metaal .* removed: it was tried and not kept \(RESEARCH_LOG.md, row "
+                                              r"schema_v2\). Load it with the metaal of the git tag research-archive"):
+        load_policy(tmp_path / "v2.pt")
+    payload["feature_schema"] = SCHEMA.to_dict()  # 14 inputs claiming v1's 11 features
     torch.save(payload, tmp_path / "inconsistent.pt")
-    with pytest.raises(PolicyLoadError, match="reads 11 features, its feature schema v2 has 14"):
+    with pytest.raises(PolicyLoadError, match="reads 14 features, its feature schema v1 has 11; the checkpoint is "
+                                              "inconsistent"):
         load_policy(tmp_path / "inconsistent.pt")
+    with pytest.raises(ValueError, match=r"a network of 14 features reads no feature schema of this metaal "
+                                         r"\(v1 has 11\)"):
+        save_policy(wide, tmp_path / "wide.pt")
+    for name in ("linear", "kernel"):
+        policy = load_policy(name, device="cpu")
+        assert policy.schema == SCHEMA and policy.net.hparams["n_features"] == 11
 
 
 def test_sequential_policy_counts_its_picks_as_labeled(ctx):

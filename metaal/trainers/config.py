@@ -73,10 +73,6 @@ class PolicyConfig:
                               default=1.0)
     init_from: str | None = _help("a policy.pt to start from instead of `init` (fine-tuning, e.g. with another "
                                   "trainer); its hidden and context must match these", default=None)
-    features: Literal[1, 2] = _help("the feature schema version a new policy reads (features.READABLE_SCHEMAS): 1, "
-                                    "the first 11 features, as the shipped policy; 2 adds embedding_norm, "
-                                    "expected_gradient_length and pool_predicted_share (no better so far, RESULTS.md). "
-                                    "With init_from, the checkpoint's", default=1)
 
 
 @dataclass

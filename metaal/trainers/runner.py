@@ -26,7 +26,6 @@ from metaal.device import resolve_device
 from metaal.distributed import ProcessGroup
 from metaal.errors import CheckpointError
 from metaal.evaluate import warn
-from metaal.features import readable_schema
 from metaal.learners import make_learner
 from metaal.loop import run_active_learning
 from metaal.metrics import Curves, aulc, plot_learning_curves, summarize, write_summary_json
@@ -93,11 +92,10 @@ class MetaTrainer:
 
     def _initial_net(self) -> PolicyNet:
         p = self.cfg.policy
-        net = PolicyNet(n_features=len(readable_schema(p.features).names), hidden=p.hidden, context=p.context)
+        net = PolicyNet(hidden=p.hidden, context=p.context)
         if p.init_from is None:
             return net.init_as_heuristic("margin", sign=-1.0, scale=p.init_scale) if p.init == "margin" else net
-        # refuses foreign or incompatible files; a network of an older feature schema keeps it (reads its columns)
-        start = load_policy(p.init_from, device="cpu").net
+        start = load_policy(p.init_from, device="cpu").net  # refuses foreign or incompatible files
         wanted = {"hidden": p.hidden, "context": p.context}
         if {key: start.hparams[key] for key in wanted} != wanted:
             raise ConfigError(f"policy.init_from {p.init_from} is a network with {start.hparams}, but the config "

@@ -430,6 +430,12 @@ def _keep_masks(generators: list[torch.Generator], shape: tuple[int, ...], dropo
     return torch.stack([torch.rand(shape, generator=g) >= dropout for g in generators]).to(device)
 
 
+def _episode_seeds(generator: torch.Generator | None, episodes: int) -> list[int]:
+    """One seed per episode from one draw of `generator` (fit and fit_from draw alike)."""
+    seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+    return [seed + i for i in range(episodes)]
+
+
 @dataclass
 class _FittedCNN:
     weights: list[torch.Tensor]  # stacked over episodes, in _WEIGHTS order
@@ -493,8 +499,7 @@ class SmallCNN:
         if x.ndim != 5 or x.shape[-1] != x.shape[-2]:
             raise InputError(f"SmallCNN needs square images (B, n, channels, side, side); got {tuple(x.shape)}. "
                              "Use the 'logreg' learner for tabular data.")
-        seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
-        return self.fit_seeded(prepared, x, y, num_classes, [seed + i for i in range(len(x))])
+        return self.fit_seeded(prepared, x, y, num_classes, _episode_seeds(generator, len(x)))
 
     def fit_from(self, previous: _FittedCNN, prepared, x, y, num_classes, generator=None) -> _FittedCNN:
         """The next round's fit: from `previous`'s weights with `warm_start`, else as `fit`."""
@@ -504,8 +509,7 @@ class SmallCNN:
         if previous.weights[-1].shape != (len(x), num_classes):
             raise InputError(f"a warm start needs the previous fit of the same {len(x)} episodes and {num_classes} "
                              f"classes; got one with (episodes, classes) {tuple(previous.weights[-1].shape)}")
-        seed = int(torch.randint(2**31 - 1, (1,), generator=generator))  # the same draw as fit's
-        return self.fit_seeded(prepared, x, y, num_classes, [seed + i for i in range(len(x))], previous.weights)
+        return self.fit_seeded(prepared, x, y, num_classes, _episode_seeds(generator, len(x)), previous.weights)
 
     def fit_seeded(self, prepared, x, y, num_classes, seeds: list[int],
                    init: list[torch.Tensor] | None = None) -> _FittedCNN:
